@@ -1,0 +1,361 @@
+"""The ``tailor`` command line: flags → one frozen config → the stage's ``run``.
+
+Every flag also reads ``TAILOR_<FLAG>`` and may come from ``--config FILE``;
+flags win over the environment, which wins over the file.  Exit codes: 0 clean
+stop, 2 bad usage or config, 1 fatal error (reason on stderr).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from tailor import __version__
+from tailor.config import (
+    BuildConfig,
+    DiffConfig,
+    FlushPolicy,
+    IngestConfig,
+    ProduceConfig,
+    ReadConfig,
+    StatusConfig,
+    StoreConfig,
+    load_config_file,
+    parse_bytes,
+    parse_duration,
+)
+from tailor.errors import ConfigError, TailorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def opt(*decls: str, **kw: Any) -> Callable[[F], F]:
+    """A click option that also reads ``TAILOR_<FLAG>`` (e.g. TAILOR_BROKERS)."""
+    flag = next(d for d in decls if d.startswith("--"))
+    kw.setdefault("envvar", "TAILOR_" + flag[2:].replace("-", "_").upper())
+    kw.setdefault("show_envvar", True)
+    return click.option(*decls, **kw)
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+config_option = opt("--config", type=click.Path(dir_okay=False), is_eager=True,
+                    expose_value=False, callback=_load_config,
+                    help="YAML file of flag values (flags and TAILOR_* win).")
+s3_option = opt("--s3-endpoint-url", default=None,
+                help="S3 endpoint (e.g. a moto server); credentials come from AWS_*.")
+shards_option = opt("--shards", "shards_file", default=None, type=click.Path(dir_okay=False),
+                    help="shards.yaml (default: 64 shared shards, no dedicated orgs).")
+
+
+def _windows_length(value: str) -> int:
+    return int(parse_duration(value, what="--window-length"))
+
+
+window_length_option = opt("--window-length", default="4h", show_default=True,
+                           help="Chunk length; windows are aligned to the Unix epoch.")
+
+
+def handle_errors(fn: F) -> F:
+    """Map Tailor errors to exit codes: ConfigError → 2, TailorError → 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"tailor: error: {exc}", err=True)
+            sys.exit(2)
+        except ValidationError as exc:
+            click.echo(f"tailor: error: invalid configuration:\n{exc}", err=True)
+            sys.exit(2)
+        except TailorError as exc:
+            click.echo(f"tailor: fatal: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tailor")
+def main() -> None:
+    """Tailor: Kafka metric points → sorted, compressed S files on object storage."""
+
+
+def _topics(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+@main.command(short_help="Write a realistic synthetic point stream to Kafka.")
+@opt("--brokers", required=True, help="Kafka bootstrap HOST:PORT.")
+@opt("--topics", required=True, help="Comma list of topics to spread payloads over.")
+@opt("--partitions", default=4, show_default=True, type=click.IntRange(1),
+     help="Partitions per topic when a topic has to be created.")
+@opt("--points", required=True, type=click.IntRange(1), help="Points to produce.")
+@opt("--seed", default=0, show_default=True, type=int, help="Random seed (reproducible).")
+@opt("--rate", default=None, type=click.FloatRange(min=0, min_open=True),
+     help="Payloads per second (default: as fast as possible).")
+@opt("--invalid-rate", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+     help="Share of invalid payloads, of every kind.")
+@opt("--expected", default=None, type=click.Path(file_okay=False),
+     help="Write the expected outcome (points per series and window) here.")
+@opt("--orgs", default=300, show_default=True, type=click.IntRange(1), help="Orgs to simulate.")
+@opt("--start", default="2026-01-01T00", show_default=True,
+     help="UTC hour (YYYY-MM-DDTHH) of the first point.")
+@opt("--hours", default=8.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+     help="Hours of point time to cover.")
+@shards_option
+@window_length_option
+@config_option
+@handle_errors
+def produce(**kw: Any) -> None:
+    """Produce a reproducible synthetic intake stream (see README)."""
+    from tailor.layout import parse_stamp
+    from tailor.produce import run
+
+    cfg = ProduceConfig(
+        brokers=kw["brokers"], topics=_topics(kw["topics"]), partitions=kw["partitions"],
+        points=kw["points"], seed=kw["seed"], rate=kw["rate"], invalid_rate=kw["invalid_rate"],
+        expected=kw["expected"], orgs=kw["orgs"], start=parse_stamp(kw["start"], what="--start"),
+        hours=kw["hours"], shards_file=kw["shards_file"],
+        window_seconds=_windows_length(kw["window_length"]),
+    )
+    click.echo(run(cfg).summary())
+
+
+@main.command(short_help="Consume points from Kafka into raw objects (the state half).")
+@opt("--brokers", required=True, help="Kafka bootstrap HOST:PORT[,HOST:PORT].")
+@opt("--topics", required=True, help="Comma list of topics, or a regex such as 'points-.*'.")
+@opt("--group", default="tailor-ingest", show_default=True, help="Consumer group id.")
+@opt("--raw", required=True, help="Raw store: s3://bucket/prefix or a local directory.")
+@s3_option
+@opt("--flush-age", default="10m", show_default=True, help="Flush a shard's batch this old.")
+@opt("--flush-payloads", default=100_000, show_default=True, type=click.IntRange(1),
+     help="Flush a shard's batch at this many payloads.")
+@opt("--flush-bytes", default="256MiB", show_default=True, help="Flush a shard's batch this big.")
+@opt("--memory-limit", default="1GiB", show_default=True,
+     help="Bound on buffered payload bytes; fetching pauses at it.")
+@opt("--part-size", default="5MiB", show_default=True, help="Multipart upload part size.")
+@opt("--upload-concurrency", default=8, show_default=True, type=click.IntRange(1),
+     help="Parts and objects uploaded in parallel.")
+@opt("--metrics-port", default=None, type=click.IntRange(0, 65535),
+     help="Serve Prometheus /metrics on this port (0 = any free port).")
+@opt("--metrics-host", default="127.0.0.1", show_default=True,
+     help="Address the metrics endpoint binds to.")
+@opt("--exit-when-idle", default=None,
+     help="Flush, commit and exit 0 after this long with nothing new to consume (e.g. 5s).")
+@opt("--log-every", default="30s", show_default=True, help="Period of the one-line summary log.")
+@shards_option
+@config_option
+@handle_errors
+def ingest(**kw: Any) -> None:
+    """Run one member of the ingest consumer group until SIGTERM/SIGINT."""
+    from tailor.ingest.service import run
+
+    topics = kw["topics"]
+    is_list = all(c.isalnum() or c in "-_.," for c in topics) and not topics.endswith(".*")
+    cfg = IngestConfig(
+        brokers=kw["brokers"],
+        topics=_topics(topics) if is_list else None,
+        topic_pattern=None if is_list else topics,
+        group=kw["group"],
+        raw=StoreConfig(url=kw["raw"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        flush=FlushPolicy(
+            max_age_s=parse_duration(kw["flush_age"], what="--flush-age"),
+            max_payloads=kw["flush_payloads"],
+            max_bytes=parse_bytes(kw["flush_bytes"], what="--flush-bytes"),
+        ),
+        memory_limit=parse_bytes(kw["memory_limit"], what="--memory-limit"),
+        part_size=parse_bytes(kw["part_size"], what="--part-size"),
+        upload_concurrency=kw["upload_concurrency"],
+        metrics_host=kw["metrics_host"],
+        metrics_port=kw["metrics_port"],
+        shards_file=kw["shards_file"],
+        exit_when_idle_s=(parse_duration(kw["exit_when_idle"], what="--exit-when-idle")
+                          if kw["exit_when_idle"] else None),
+        log_every_s=parse_duration(kw["log_every"], what="--log-every"),
+    )
+    sys.exit(run(cfg))
+
+
+def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> BuildConfig:
+    return BuildConfig(
+        raw=StoreConfig(url=kw["raw"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        out=StoreConfig(url=kw["out"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        shards=shards, windows=windows, window_seconds=_windows_length(kw["window_length"]),
+        scheduler=kw["scheduler"], range_bytes=parse_bytes(kw["range_bytes"], what="--range-bytes"),
+        shards_file=kw["shards_file"], n_workers=kw["workers"],
+        ready=kw["ready"], grace_s=parse_duration(kw["grace"], what="--grace"),
+    )
+
+
+@main.command(short_help="Build S files for shards and windows on Dask (the compute half).")
+@opt("--raw", required=True, help="Raw store written by `tailor ingest`.")
+@opt("--out", required=True, help="Output root for S files: s3://bucket/prefix or a directory.")
+@opt("--shard", default=None, help="One shard, e.g. org-mod-7 or org-1989.")
+@opt("--all-shards", is_flag=True, default=False, help="Every shard of shards.yaml.")
+@opt("--window", default=None, help="One window start, YYYY-MM-DDTHH (UTC).")
+@opt("--windows", default=None, help="FROM..TO: every window whose start is in [FROM, TO).")
+@opt("--ready", is_flag=True, default=False,
+     help="Build every ready chunk not yet built and rebuild stale ones.")
+@opt("--grace", default="15m", show_default=True,
+     help="With --ready: how far the ingest watermark must be past a window's end.")
+@opt("--scheduler", default=None, help="Existing Dask scheduler (tcp://HOST:PORT).")
+@opt("--workers", default=None, type=click.IntRange(1), help="LocalCluster worker processes.")
+@s3_option
+@opt("--range-bytes", default="128MiB", show_default=True,
+     help="Split raw objects into byte ranges of this size, one read task each.")
+@shards_option
+@window_length_option
+@config_option
+@handle_errors
+def build(**kw: Any) -> None:
+    """Build (or rebuild) chunks; exit 0 only when every requested chunk published."""
+    from tailor.compute.build import run
+    from tailor.layout import parse_window, parse_windows
+    from tailor.shards import load
+
+    smap = load(kw["shards_file"])
+    if kw["shard"] and kw["all_shards"]:
+        raise ConfigError("--shard and --all-shards exclude each other", fix="pass one")
+    if kw["shard"]:
+        shards = [smap.check_shard(kw["shard"])]
+    elif kw["all_shards"]:
+        shards = smap.all_shards()
+    else:
+        raise ConfigError("no shard given", fix="pass --shard SHARD or --all-shards")
+    length = _windows_length(kw["window_length"])
+    if kw["ready"]:
+        if kw["window"] or kw["windows"]:
+            raise ConfigError("--ready picks windows itself",
+                              fix="drop --window/--windows, or drop --ready")
+        windows: list[int] = []
+    elif kw["window"] and kw["windows"]:
+        raise ConfigError("--window and --windows exclude each other", fix="pass one")
+    elif kw["window"]:
+        windows = [parse_window(kw["window"], length)]
+    elif kw["windows"]:
+        windows = parse_windows(kw["windows"], length)
+    else:
+        raise ConfigError("no window given",
+                          fix="pass --window YYYY-MM-DDTHH, --windows FROM..TO or --ready")
+    sys.exit(run(_build_config(kw, shards, windows)))
+
+
+def _time_arg(value: str | None, what: str) -> int | None:
+    """Unix seconds from an integer or an ISO-8601 UTC time."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{what} {value!r} is not a time",
+                          fix="write Unix seconds or ISO-8601 such as 2026-01-01T04:00:00Z"
+                          ) from None
+    return int((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp())
+
+
+@main.command(short_help="Read one series (or a metric's series) from published S files.")
+@opt("--out", required=True, help="Output root holding S files.")
+@opt("--org", required=True, type=click.IntRange(0), help="Org id.")
+@opt("--metric", required=True, type=click.IntRange(0), help="Metric id.")
+@opt("--context", default=None, type=click.IntRange(0), help="Context key (default: all).")
+@opt("--from", "ts_from", default=None, help="Start time (Unix s or ISO-8601), inclusive.")
+@opt("--to", "ts_to", default=None, help="End time (Unix s or ISO-8601), exclusive.")
+@opt("--format", "fmt", default="table", show_default=True,
+     type=click.Choice(["table", "csv", "parquet"]), help="Output format (parquet: to stdout).")
+@s3_option
+@shards_option
+@window_length_option
+@config_option
+@handle_errors
+def read(**kw: Any) -> None:
+    """Print points of one series, opening only the files the manifests point to."""
+    from tailor.compute.reader import run
+
+    cfg = ReadConfig(
+        out=StoreConfig(url=kw["out"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        org=kw["org"], metric=kw["metric"], context=kw["context"],
+        ts_from=_time_arg(kw["ts_from"], "--from"), ts_to=_time_arg(kw["ts_to"], "--to"),
+        shards_file=kw["shards_file"], window_seconds=_windows_length(kw["window_length"]),
+    )
+    run(cfg, kw["fmt"])
+
+
+@main.command(short_help="Show per shard and window: ingested, watermark, built, ready, stale.")
+@opt("--raw", required=True, help="Raw store written by `tailor ingest`.")
+@opt("--out", required=True, help="Output root holding S files.")
+@opt("--shard", default=None, help="Only this shard.")
+@opt("--grace", default="15m", show_default=True, help="Readiness grace after a window's end.")
+@opt("--json", "as_json", is_flag=True, default=False, help="Machine-readable output.")
+@s3_option
+@shards_option
+@window_length_option
+@config_option
+@handle_errors
+def status(**kw: Any) -> None:
+    """Chunk readiness and staleness, from the raw index and the manifests."""
+    from tailor.compute.status import run
+
+    cfg = StatusConfig(
+        raw=StoreConfig(url=kw["raw"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        out=StoreConfig(url=kw["out"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        shard=kw["shard"], grace_s=parse_duration(kw["grace"], what="--grace"),
+        shards_file=kw["shards_file"], window_seconds=_windows_length(kw["window_length"]),
+    )
+    run(cfg, as_json=kw["as_json"])
+
+
+@main.command(short_help="Compare two S-file roots point by point; exit 0 only if identical.")
+@click.argument("a_url")
+@click.argument("b_url")
+@opt("--shard", default=None, help="Only this shard.")
+@opt("--windows", default=None, help="FROM..TO window starts to compare.")
+@opt("--json", "as_json", is_flag=True, default=False, help="Machine-readable output.")
+@s3_option
+@window_length_option
+@config_option
+@handle_errors
+def diff(**kw: Any) -> None:
+    """One-to-one comparison of two S-file roots per shard and window."""
+    from tailor.compute.diff import run
+    from tailor.layout import parse_windows
+
+    cfg = DiffConfig(
+        a=StoreConfig(url=kw["a_url"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        b=StoreConfig(url=kw["b_url"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        shard=kw["shard"],
+        windows=(parse_windows(kw["windows"], _windows_length(kw["window_length"]))
+                 if kw["windows"] else None),
+    )
+    sys.exit(run(cfg, as_json=kw["as_json"]))
+
+
+@main.command(short_help="Run the whole pipeline end to end on services it starts itself.")
+@opt("--points", default=200_000, show_default=True, type=click.IntRange(1),
+     help="Points to produce.")
+@opt("--workdir", default=None, type=click.Path(file_okay=False),
+     help="Where the store and S files go (default: a new temporary directory).")
+@opt("--s3", is_flag=True, default=False, help="Use a moto S3 server instead of a directory.")
+@handle_errors
+def demo(points: int, workdir: str | None, s3: bool) -> None:
+    """Broker + store + Dask cluster → produce → ingest → build → verify → summary."""
+    from tailor.demo import run
+
+    sys.exit(run(points=points, workdir=workdir, use_s3=s3))

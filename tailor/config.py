@@ -1,0 +1,183 @@
+"""Typed, frozen configuration, built once at the CLI and passed down.
+
+Precedence (highest first): command-line flag, ``TAILOR_<FLAG>`` environment
+variable, ``--config FILE`` (YAML with the flags' names as keys), default.
+Nothing below the CLI reads the environment; S3 credentials are the one
+exception by design: botocore reads the standard ``AWS_*`` variables itself,
+so secrets never pass through Tailor's config, logs or metrics.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tailor.errors import ConfigError
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20,
+          "gib": 2**30, "k": 2**10, "m": 2**20, "g": 2**30}
+_DURATIONS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_NUM_UNIT = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*\Z")
+
+
+def parse_bytes(text: str | int, *, what: str = "size") -> int:
+    """``"256MiB"`` → 268435456.  Plain numbers are bytes."""
+    if isinstance(text, int):
+        return text
+    m = _NUM_UNIT.match(text)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise ConfigError(f"{what} {text!r} is not a size",
+                          fix="write a number with an optional unit: 1048576, 5MiB, 1GiB, 500MB")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def parse_duration(text: str | float, *, what: str = "duration") -> float:
+    """``"10m"`` → 600.0 seconds.  Plain numbers are seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = _NUM_UNIT.match(text)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _DURATIONS:
+        raise ConfigError(f"{what} {text!r} is not a duration",
+                          fix="write a number with an optional unit: 30s, 10m, 1h, 250ms")
+    return float(m.group(1)) * _DURATIONS[unit]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StoreConfig(Frozen):
+    """An object store root: ``s3://bucket/prefix`` or a local directory."""
+
+    url: str
+    s3_endpoint_url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v:
+            raise ValueError("empty storage URL: give s3://bucket/prefix or a directory")
+        if "://" in v and not v.startswith(("s3://", "file://", "memory://")):
+            raise ValueError(f"unsupported storage URL {v!r}: use s3://bucket/prefix or a path")
+        return v.rstrip("/") if v not in ("/",) else v
+
+
+class FlushPolicy(Frozen):
+    """When a shard's batch is flushed: whichever limit is hit first."""
+
+    max_age_s: Annotated[float, Field(gt=0)] = 600.0
+    max_payloads: Annotated[int, Field(ge=1)] = 100_000
+    max_bytes: Annotated[int, Field(ge=1)] = 256 * 2**20
+
+
+class IngestConfig(Frozen):
+    brokers: str
+    topics: list[str] | None = None  # explicit list ...
+    topic_pattern: str | None = None  # ... or a regex
+    group: str = "tailor-ingest"
+    raw: StoreConfig
+    flush: FlushPolicy = FlushPolicy()
+    memory_limit: Annotated[int, Field(ge=1 << 20)] = 2**30
+    part_size: Annotated[int, Field(ge=5 * 2**20)] = 5 * 2**20
+    upload_concurrency: Annotated[int, Field(ge=1)] = 8
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    shards_file: str | None = None
+    shutdown_deadline_s: Annotated[float, Field(gt=0)] = 60.0
+    log_every_s: Annotated[float, Field(gt=0)] = 30.0
+    exit_when_idle_s: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("topic_pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"--topics {v!r} is not a valid regex: {exc}") from None
+        return v
+
+
+class BuildConfig(Frozen):
+    raw: StoreConfig
+    out: StoreConfig
+    shards: list[str]
+    windows: list[int]
+    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
+    scheduler: str | None = None
+    range_bytes: Annotated[int, Field(ge=4096)] = 128 * 2**20
+    rows_per_partition: Annotated[int, Field(ge=1)] = 4_000_000
+    shards_file: str | None = None
+    n_workers: int | None = None
+    ready: bool = False
+    grace_s: Annotated[float, Field(ge=0)] = 900.0
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a flat ``{flag_name: value}`` mapping.
+
+    Keys are flag names with ``-`` or ``_`` (``flush-age`` / ``flush_age``).
+    """
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}",
+                          fix="pass --config PATH to an existing YAML file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}",
+                          fix="fix the YAML syntax") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file {str(p)!r} must be a mapping of flag names to values",
+                          fix="write e.g. 'brokers: 127.0.0.1:9092'")
+    return {str(k).replace("-", "_"): v for k, v in doc.items()}
+
+
+class ProduceConfig(Frozen):
+    brokers: str
+    topics: list[str]
+    partitions: Annotated[int, Field(ge=1)] = 4
+    points: Annotated[int, Field(ge=1)]
+    seed: int = 0
+    rate: Annotated[float, Field(gt=0)] | None = None  # payloads/s; None = as fast as possible
+    invalid_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    expected: str | None = None  # directory for the expected outcome
+    orgs: Annotated[int, Field(ge=1)] = 300
+    start: int = 1767225600  # 2026-01-01T00:00:00Z
+    hours: Annotated[float, Field(gt=0)] = 8.0
+    shards_file: str | None = None
+    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
+
+
+class ReadConfig(Frozen):
+    out: StoreConfig
+    org: int
+    metric: int
+    context: int | None = None
+    ts_from: int | None = None
+    ts_to: int | None = None
+    shards_file: str | None = None
+    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
+
+
+class StatusConfig(Frozen):
+    raw: StoreConfig
+    out: StoreConfig
+    shard: str | None = None
+    grace_s: Annotated[float, Field(ge=0)] = 900.0
+    shards_file: str | None = None
+    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
+
+
+class DiffConfig(Frozen):
+    a: StoreConfig
+    b: StoreConfig
+    shard: str | None = None
+    windows: list[int] | None = None
+    examples: Annotated[int, Field(ge=0)] = 5

@@ -1,0 +1,46 @@
+"""Metric names, declared once.
+
+Prometheus metrics for the ingester live in :data:`REGISTRY`; build stage
+names are shared by Dask's ``context_meter`` (fine performance metrics page)
+and the build summary.  Import the objects, never re-spell a name.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+
+# -- ingest ---------------------------------------------------------------------
+PAYLOADS = Counter("tailor_ingest_payloads", "Valid payloads consumed", registry=REGISTRY)
+PAYLOAD_BYTES = Counter("tailor_ingest_payload_bytes", "Bytes of valid payloads consumed",
+                        registry=REGISTRY)
+QUARANTINED = Counter("tailor_ingest_quarantined", "Invalid payloads quarantined, by reason",
+                      ["reason"], registry=REGISTRY)
+CONSUMER_LAG = Gauge("tailor_ingest_consumer_lag", "Records behind the partition's high water",
+                     ["topic", "partition"], registry=REGISTRY)
+BUFFERED_BYTES = Gauge("tailor_ingest_buffered_bytes", "Payload bytes waiting for a flush",
+                       registry=REGISTRY)
+FLUSH_SECONDS = Histogram("tailor_ingest_flush_seconds", "Time to make one batch durable",
+                          registry=REGISTRY,
+                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+OBJECT_BYTES = Histogram("tailor_ingest_object_bytes", "Size of raw objects written",
+                         registry=REGISTRY,
+                         buckets=tuple(float(2**k) for k in range(10, 31, 2)))
+STORE_RETRIES = Counter("tailor_store_retries", "Object store retries, by operation and status",
+                        ["op", "status"], registry=REGISTRY)
+COMMITS = Counter("tailor_ingest_commits", "Offset commits after durable flushes",
+                  registry=REGISTRY)
+PAUSES = Counter("tailor_ingest_backpressure_pauses",
+                 "Times fetching paused on the memory bound", registry=REGISTRY)
+
+# -- build stages (Dask context_meter labels and summary keys) --------------------
+STAGE_READ: Final = "read"
+STAGE_ZSTD: Final = "zstd"
+STAGE_DECODE: Final = "decode"
+STAGE_SORT: Final = "sort"
+STAGE_ENCODE: Final = "encode"
+STAGE_WRITE: Final = "write"
+STAGES: Final = (STAGE_READ, STAGE_ZSTD, STAGE_DECODE, STAGE_SORT, STAGE_ENCODE, STAGE_WRITE)

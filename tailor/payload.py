@@ -1,0 +1,183 @@
+"""The point payload codec of contracts.md section 1 (Tailor's input format).
+
+Pure functions, no I/O.  :func:`validate` is the single place that decides
+whether a Kafka record is a valid payload; every invalid kind has a name in
+:data:`REASONS` so it can be counted and quarantined.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import zstandard
+
+from tailor.errors import InvalidPayload
+
+MAGIC: Final = b"TLP1"
+HEADER = struct.Struct("<4sIQII")  # magic, org_id, intake_ns, n_points, reserved
+HEADER_SIZE: Final = HEADER.size  # 24
+RECORD_SIZE: Final = 28
+MAX_DECOMPRESSED: Final = 64 * 1024 * 1024
+
+#: One packed record: ``u64 metric_id, u64 context_key, u32 ts, f64 value``.
+RECORD_DTYPE: Final = np.dtype(
+    [("metric_id", "<u8"), ("context_key", "<u8"), ("ts", "<u4"), ("value", "<f8")]
+)
+assert RECORD_DTYPE.itemsize == RECORD_SIZE
+
+# Reasons, one per invalid kind of contracts.md section 1.
+MISSING_VALUE: Final = "missing_value"
+NOT_ONE_FRAME: Final = "not_one_zstd_frame"
+DECOMPRESS_FAILED: Final = "decompress_failed"
+CHECKSUM_MISMATCH: Final = "checksum_mismatch"
+TOO_LARGE: Final = "too_large"
+BAD_MAGIC: Final = "bad_magic"
+BAD_RESERVED: Final = "bad_reserved"
+BAD_SIZE: Final = "bad_size"
+MISSING_KEY: Final = "missing_key"
+BAD_KEY: Final = "bad_key"
+KEY_MISMATCH: Final = "key_mismatch"
+REASONS: Final = (
+    MISSING_VALUE, NOT_ONE_FRAME, DECOMPRESS_FAILED, CHECKSUM_MISMATCH, TOO_LARGE,
+    BAD_MAGIC, BAD_RESERVED, BAD_SIZE, MISSING_KEY, BAD_KEY, KEY_MISMATCH,
+)
+
+_ZSTD_MAGIC: Final = 0xFD2FB528
+_KEY_RE: Final = re.compile(rb"[0-9]+\Z")
+_READ_CHUNK: Final = 1 << 20
+_DCTX = zstandard.ZstdDecompressor()
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A validated payload: its header fields and its decompressed bytes."""
+
+    org_id: int
+    intake_ns: int
+    n_points: int
+    raw: bytes  # decompressed, HEADER_SIZE + RECORD_SIZE * n_points bytes
+
+    def points(self) -> np.ndarray:
+        """The records as a read-only structured array (no copy)."""
+        return np.frombuffer(self.raw, RECORD_DTYPE, self.n_points, HEADER_SIZE)
+
+
+def encode(
+    org_id: int,
+    intake_ns: int,
+    points: np.ndarray,
+    *,
+    checksum: bool = True,
+    content_size: bool = True,
+    level: int = 3,
+) -> bytes:
+    """Encode ``points`` (array of :data:`RECORD_DTYPE`) as one zstd frame."""
+    pts = np.ascontiguousarray(points, dtype=RECORD_DTYPE)
+    raw = HEADER.pack(MAGIC, org_id, intake_ns, len(pts), 0) + pts.tobytes()
+    cctx = zstandard.ZstdCompressor(
+        level=level, write_checksum=checksum, write_content_size=content_size
+    )
+    return cctx.compress(raw)
+
+
+def parse_key(key: bytes | None) -> int:
+    """The org id of a record key; raises :class:`InvalidPayload` if malformed."""
+    if not key:
+        raise InvalidPayload(MISSING_KEY, "the record has no key; intake must set it to the org id")
+    if _KEY_RE.match(key) is None:
+        raise InvalidPayload(BAD_KEY, f"key {key[:40]!r} is not ASCII decimal digits")
+    return int(key)
+
+
+def zstd_frame_length(data: bytes | memoryview) -> int:
+    """Length in bytes of the single zstd frame at the start of ``data``.
+
+    Walks the frame header and block headers without decompressing.
+    Raises :class:`InvalidPayload` (``not_one_zstd_frame``) when ``data`` does
+    not start with a complete zstd frame (skippable frames included).
+    """
+    n = len(data)
+    if n < 6 or int.from_bytes(data[0:4], "little") != _ZSTD_MAGIC:
+        raise InvalidPayload(NOT_ONE_FRAME, "does not start with a zstd frame magic")
+    fhd = data[4]
+    fcs_flag, single_segment = fhd >> 6, (fhd >> 5) & 1
+    if fhd & 0x08:
+        raise InvalidPayload(NOT_ONE_FRAME, "reserved bit set in the zstd frame header")
+    pos = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[fhd & 3]
+    pos += (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    while True:
+        if pos + 3 > n:
+            raise InvalidPayload(NOT_ONE_FRAME, "truncated zstd frame")
+        bh = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16)
+        last, btype, bsize = bh & 1, (bh >> 1) & 3, bh >> 3
+        if btype == 3:
+            raise InvalidPayload(NOT_ONE_FRAME, "reserved zstd block type")
+        pos += 3 + (1 if btype == 1 else bsize)
+        if last:
+            break
+    pos += 4 if (fhd >> 2) & 1 else 0
+    if pos > n:
+        raise InvalidPayload(NOT_ONE_FRAME, "truncated zstd frame")
+    return pos
+
+
+def decompress(value: bytes) -> bytes:
+    """Decompress exactly one zstd frame, never producing more than the limit.
+
+    Raises :class:`InvalidPayload` for every section-1 zstd failure.
+    """
+    if zstd_frame_length(value) != len(value):
+        raise InvalidPayload(NOT_ONE_FRAME, f"{len(value) - zstd_frame_length(value)} bytes "
+                                            "after the zstd frame")
+    declared = zstandard.frame_content_size(value)
+    try:
+        if declared >= 0:
+            if declared > MAX_DECOMPRESSED:
+                raise InvalidPayload(TOO_LARGE, f"frame declares {declared} bytes")
+            return _DCTX.decompress(value)
+        out = bytearray()
+        with _DCTX.stream_reader(value, read_across_frames=False) as reader:
+            while chunk := reader.read(_READ_CHUNK):
+                out += chunk
+                if len(out) > MAX_DECOMPRESSED:
+                    raise InvalidPayload(TOO_LARGE, f"decompresses to more than {MAX_DECOMPRESSED}")
+        return bytes(out)
+    except zstandard.ZstdError as exc:
+        reason = CHECKSUM_MISMATCH if "checksum" in str(exc).lower() else DECOMPRESS_FAILED
+        raise InvalidPayload(reason, str(exc)) from None
+
+
+def check_raw(raw: bytes) -> tuple[int, int, int]:
+    """Validate a decompressed payload; returns ``(org_id, intake_ns, n_points)``."""
+    if len(raw) < HEADER_SIZE:
+        raise InvalidPayload(BAD_SIZE, f"{len(raw)} bytes is shorter than the 24-byte header")
+    magic, org_id, intake_ns, n_points, reserved = HEADER.unpack_from(raw)
+    if magic != MAGIC:
+        raise InvalidPayload(BAD_MAGIC, f"magic {magic!r}, expected {MAGIC!r}")
+    if reserved != 0:
+        raise InvalidPayload(BAD_RESERVED, f"reserved field is {reserved}, expected 0")
+    if len(raw) != HEADER_SIZE + RECORD_SIZE * n_points:
+        raise InvalidPayload(BAD_SIZE, f"{len(raw)} bytes for n_points={n_points}, expected "
+                                       f"{HEADER_SIZE + RECORD_SIZE * n_points}")
+    return org_id, intake_ns, n_points
+
+
+def validate(key: bytes | None, value: bytes | None) -> Payload:
+    """Validate one Kafka record against contracts.md section 1.
+
+    Returns the decoded :class:`Payload`; raises :class:`InvalidPayload` with
+    a reason from :data:`REASONS`.  Never allocates more than
+    :data:`MAX_DECOMPRESSED` bytes for the decompressed value.
+    """
+    if value is None or len(value) == 0:
+        raise InvalidPayload(MISSING_VALUE, "the record has no value")
+    key_org = parse_key(key)
+    raw = decompress(value)
+    org_id, intake_ns, n_points = check_raw(raw)
+    if key_org != org_id:
+        raise InvalidPayload(KEY_MISMATCH, f"key says org {key_org}, header says {org_id}")
+    return Payload(org_id, intake_ns, n_points, raw)

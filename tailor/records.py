@@ -1,0 +1,110 @@
+"""Records that ingest writes beside the raw objects, read by builds and status.
+
+They are Tailor's own format (JSON, versioned), the contract between the
+state half (``tailor.ingest``) and the compute half (``tailor.compute``):
+
+- :class:`ObjectRecord`: everything a builder needs to find and plan a raw
+  object without listing the bucket.  One copy is written under
+  ``index/{shard}/{hour}/`` for *every* hour of point ts the object holds
+  points of, so a build of any window finds every object with a point in it,
+  however late the point.
+- :class:`Watermark`: per partition, how far ingest is durable.
+- :class:`QuarantineEntry`: one invalid Kafka record, with its coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+from tailor.layout import parse_stamp, stamp
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), separators=(",", ":")).encode()
+
+
+class OffsetRange(_Record):
+    """Kafka offsets ``[first, last]`` of one partition held by an object."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+
+class ObjectRecord(_Record):
+    """One raw object (a flushed batch of one raw shard)."""
+
+    version: int = 1
+    key: str  # object key relative to the raw root
+    shard: str  # the raw shard ingest routed it to
+    batch_id: str
+    bytes: int
+    payloads: int
+    points: int
+    min_ts: int
+    max_ts: int
+    min_intake_ns: int
+    max_intake_ns: int
+    topics: list[str]  # frame topic_idx → topic name
+    offsets: list[OffsetRange]
+    orgs: list[int]  # sorted distinct org ids
+    hours: dict[str, int]  # YYYY-MM-DDTHH → points with ts in that hour
+    written_ns: int  # wall clock when the object became durable
+
+    def hour_starts(self) -> list[int]:
+        return sorted(parse_stamp(h) for h in self.hours)
+
+    def points_in(self, start: int, length: int) -> int:
+        """Points with ts in ``[start, start + length)`` (hour granularity)."""
+        return sum(n for h, n in self.hours.items() if start <= parse_stamp(h) < start + length)
+
+
+def hour_counts(ts_hours: dict[int, int]) -> dict[str, int]:
+    """``{hour_start: n}`` → ``{"YYYY-MM-DDTHH": n}``."""
+    return {stamp(h): n for h, n in sorted(ts_hours.items())}
+
+
+class Watermark(_Record):
+    """Durable progress of one partition of one consumer group.
+
+    Everything below ``committed`` is durable.  ``max_intake_ns`` is the
+    largest intake time among durable payloads; when ``caught_up`` (nothing
+    was left to fetch when committing) the partition is durable up to
+    ``updated_ns`` as well.
+    """
+
+    version: int = 1
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    high_water: int
+    max_intake_ns: int
+    caught_up: bool
+    updated_ns: int
+
+    @property
+    def durable_until_ns(self) -> int:
+        return max(self.max_intake_ns, self.updated_ns if self.caught_up else 0)
+
+
+class QuarantineEntry(_Record):
+    """One invalid record; ``key_b64``/``value_b64`` hold its bytes (None if absent)."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+    key_b64: str | None
+    value_b64: str | None
+    timestamp_ms: int | None = None
+
+
+__all__ = ["ObjectRecord", "OffsetRange", "QuarantineEntry", "Watermark", "hour_counts"]

@@ -1,0 +1,67 @@
+"""Fixtures that start real services on free loopback ports.
+
+- ``broker``: one Tansu broker per session (tests use their own topics).
+- ``s3``: one moto S3 server per session; ``bucket`` gives each test its own
+  bucket and ``raw_store``/``out_store`` StoreConfigs inside it.
+- ``topics``: fresh, unique topic names (created with 4 partitions each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+# moto accepts any credentials; botocore must find some.  Tests only.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+from tailor import services  # noqa: E402
+from tailor.config import StoreConfig  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Broker]:
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    with services.broker(str(log)) as b:
+        yield b
+
+
+@pytest.fixture()
+def topics(broker: services.Broker) -> list[str]:
+    """Two fresh topics of 4 partitions each."""
+    tag = uuid.uuid4().hex[:8]
+    names = [f"points-{tag}-0", f"points-{tag}-1"]
+    asyncio.run(services.create_topics(broker.bootstrap, names, 4))
+    return names
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[services.S3Server]:
+    server = services.start_s3()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture()
+def bucket(s3: services.S3Server) -> str:
+    name = f"tailor-{uuid.uuid4().hex[:12]}"
+    services.create_bucket(s3.endpoint_url, name)
+    return name
+
+
+@pytest.fixture()
+def raw_store(s3: services.S3Server, bucket: str) -> StoreConfig:
+    return StoreConfig(url=f"s3://{bucket}/raw", s3_endpoint_url=s3.endpoint_url)
+
+
+@pytest.fixture()
+def out_store(s3: services.S3Server, bucket: str) -> StoreConfig:
+    return StoreConfig(url=f"s3://{bucket}/out", s3_endpoint_url=s3.endpoint_url)
