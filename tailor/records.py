@@ -107,4 +107,51 @@ class QuarantineEntry(_Record):
     timestamp_ms: int | None = None
 
 
-__all__ = ["ObjectRecord", "OffsetRange", "QuarantineEntry", "Watermark", "hour_counts"]
+__all__ = ["InputObject", "Manifest", "PartFile", "ObjectRecord", "OffsetRange", "QuarantineEntry", "Watermark", "hour_counts"]
+
+
+class PartFile(_Record):
+    """One Parquet file of a chunk.  Files are listed in key order."""
+
+    path: str  # relative to the chunk directory
+    rows: int
+    row_offset: int  # rows of the chunk before this file
+    bytes: int
+    sha256: str
+    min_key: list[int]  # [org_id, metric_id, context_key, ts] of the first row
+    max_key: list[int]  # ... of the last row
+
+
+class InputObject(_Record):
+    """A raw object a chunk was built from."""
+
+    key: str
+    bytes: int
+    batch_id: str
+    written_ns: int
+
+
+class Manifest(_Record):
+    """``_manifest.json`` of a chunk, written last (contracts.md section 2).
+
+    A reader finds the file (and row range) that can hold series ``s`` by
+    bisecting ``files`` on ``min_key``/``max_key``; no other file is opened.
+    """
+
+    format: str = "tailor-s/1"
+    shard: str
+    window: str  # YYYY-MM-DDTHH
+    window_start: int
+    window_end: int
+    attempt: str
+    files: list[PartFile]
+    points: int
+    min_ts: int | None
+    max_ts: int | None
+    columns: list[str] = ["org_id", "metric_id", "context_key", "ts", "value"]
+    inputs: list[InputObject]
+    corrupt_frames: int = 0
+    invalid_payloads: int = 0
+    duplicates_dropped: int = 0
+    built_ns: int
+    tailor_version: str

@@ -21,8 +21,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 
-from tailor import services  # noqa: E402
-from tailor.config import StoreConfig  # noqa: E402
+from tailor import services
+from tailor.config import StoreConfig
 
 
 @pytest.fixture(scope="session")
