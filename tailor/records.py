@@ -107,7 +107,6 @@ class QuarantineEntry(_Record):
     timestamp_ms: int | None = None
 
 
-__all__ = ["InputObject", "Manifest", "PartFile", "ObjectRecord", "OffsetRange", "QuarantineEntry", "Watermark", "hour_counts"]
 
 
 class PartFile(_Record):
