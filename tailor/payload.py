@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Final
 
@@ -49,7 +50,15 @@ REASONS: Final = (
 _ZSTD_MAGIC: Final = 0xFD2FB528
 _KEY_RE: Final = re.compile(rb"[0-9]+\Z")
 _READ_CHUNK: Final = 1 << 20
-_DCTX = zstandard.ZstdDecompressor()
+_LOCAL = threading.local()
+
+
+def _dctx() -> zstandard.ZstdDecompressor:
+    """A per-thread decompressor (ZstdDecompressor is not thread-safe)."""
+    d: zstandard.ZstdDecompressor | None = getattr(_LOCAL, "dctx", None)
+    if d is None:
+        d = _LOCAL.dctx = zstandard.ZstdDecompressor()
+    return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +142,14 @@ def decompress(value: bytes) -> bytes:
     if zstd_frame_length(value) != len(value):
         raise InvalidPayload(NOT_ONE_FRAME, f"{len(value) - zstd_frame_length(value)} bytes "
                                             "after the zstd frame")
-    declared = zstandard.frame_content_size(value)
     try:
+        declared = zstandard.frame_content_size(value)
         if declared >= 0:
             if declared > MAX_DECOMPRESSED:
                 raise InvalidPayload(TOO_LARGE, f"frame declares {declared} bytes")
-            return _DCTX.decompress(value)
+            return _dctx().decompress(value)
         out = bytearray()
-        with _DCTX.stream_reader(value, read_across_frames=False) as reader:
+        with _dctx().stream_reader(value, read_across_frames=False) as reader:
             while chunk := reader.read(_READ_CHUNK):
                 out += chunk
                 if len(out) > MAX_DECOMPRESSED:
