@@ -50,6 +50,7 @@ REASONS: Final = (
 _ZSTD_MAGIC: Final = 0xFD2FB528
 _KEY_RE: Final = re.compile(rb"[0-9]+\Z")
 _READ_CHUNK: Final = 1 << 20
+_KEEP_LIMIT: Final = 8 << 20
 _LOCAL = threading.local()
 
 
@@ -148,13 +149,23 @@ def decompress(value: bytes) -> bytes:
             if declared > MAX_DECOMPRESSED:
                 raise InvalidPayload(TOO_LARGE, f"frame declares {declared} bytes")
             return _dctx().decompress(value)
-        out = bytearray()
+        # No declared size: keep the output while it is small; past _KEEP_LIMIT
+        # only count it (a too-large frame never costs more than ~_KEEP_LIMIT of
+        # memory), then decompress again once its size is known to be legal.
+        out: bytearray | None = bytearray()
+        total = 0
         with _dctx().stream_reader(value, read_across_frames=False) as reader:
             while chunk := reader.read(_READ_CHUNK):
-                out += chunk
-                if len(out) > MAX_DECOMPRESSED:
+                total += len(chunk)
+                if total > MAX_DECOMPRESSED:
                     raise InvalidPayload(TOO_LARGE, f"decompresses to more than {MAX_DECOMPRESSED}")
-        return bytes(out)
+                if out is not None:
+                    out += chunk
+                    if len(out) > _KEEP_LIMIT:
+                        out = None
+        if out is not None:
+            return bytes(out)
+        return _dctx().decompress(value, max_output_size=total)
     except zstandard.ZstdError as exc:
         reason = CHECKSUM_MISMATCH if "checksum" in str(exc).lower() else DECOMPRESS_FAILED
         raise InvalidPayload(reason, str(exc)) from None
