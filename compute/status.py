@@ -1,0 +1,205 @@
+"""``tailor status``: per shard and window, ingested / watermark / built / ready / stale.
+
+A thin adapter: :func:`load_state` reads the raw index, the watermarks and
+the manifests; the rows come from the pure :func:`tailor.compute.ready.chunk_rows`;
+:func:`render_table` / :func:`render_json` format them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from tailor.compute.ready import ChunkRow, chunk_rows, ingest_watermark, moves
+from tailor.config import StatusConfig
+from tailor.errors import StorageError
+from tailor.layout import hours, index_dir, manifest_key, parse_stamp
+from tailor.records import Manifest, ObjectRecord, Watermark
+from tailor.shards import ShardMap, load
+from tailor.storage import Store
+
+_THREADS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything status needs, read from the stores."""
+
+    records: list[ObjectRecord]
+    manifests: dict[tuple[str, int], Manifest]
+    watermarks: list[Watermark]
+
+
+def _read_many(store: Store, keys: Sequence[str]) -> list[tuple[str, bytes]]:
+    def one(k: str) -> tuple[str, bytes] | None:
+        try:
+            return k, store.get(k)
+        except FileNotFoundError:
+            return None  # deleted between list and get (a replaced chunk, a cleanup)
+
+    with ThreadPoolExecutor(min(_THREADS, max(1, len(keys)))) as pool:
+        return [x for x in pool.map(one, keys) if x is not None]
+
+
+def _parse(model: type[Any], key: str, data: bytes, store: Store) -> Any:
+    try:
+        return model.model_validate(json.loads(data))
+    except (ValueError, ValidationError) as exc:
+        raise StorageError(f"unreadable {model.__name__} record", key=key, store=store.url,
+                           reason=str(exc).splitlines()[0],
+                           fix="the object is corrupt or from another tool: move it aside") \
+            from None
+
+
+def raw_shards_for(smap: ShardMap, shards: Iterable[str]) -> list[str]:
+    """The raw shards whose index can hold points of ``shards``."""
+    return sorted({raw for s in shards for raw, _ in smap.sources(s)})
+
+
+def load_records(raw: Store, raw_shards: Iterable[str],
+                 hour_starts: Iterable[int] | None = None) -> list[ObjectRecord]:
+    """Index records of ``raw_shards`` (every hour, or only ``hour_starts``).
+
+    An object is indexed under each hour it holds points of; each object is
+    read once.
+    """
+    keys: dict[str, str] = {}  # batch file name → first key
+    for rs in raw_shards:
+        if hour_starts is None:
+            listed = raw.list(f"index/{rs}/")
+        else:
+            listed = [k for h in hour_starts for k in raw.list(index_dir(rs, h) + "/")]
+        for k in listed:
+            if k.endswith(".json"):
+                keys.setdefault(f"{rs}/{k.rsplit('/', 1)[-1]}", k)
+    return [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, sorted(keys.values()))]
+
+
+def load_watermarks(raw: Store) -> list[Watermark]:
+    keys = [k for k in raw.list("watermarks/") if k.endswith(".json")]
+    return [_parse(Watermark, k, d, raw) for k, d in _read_many(raw, keys)]
+
+
+def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], Manifest]:
+    keys: list[str] = []
+    for s in shards:
+        keys += [k for k in out.list(f"{s}/") if k.endswith("/_manifest.json")
+                 and k.count("/") == 2]
+    found: dict[tuple[str, int], Manifest] = {}
+    for k, d in _read_many(out, keys):
+        m: Manifest = _parse(Manifest, k, d, out)
+        shard, window, _ = k.split("/")
+        found[(shard, parse_stamp(window))] = m
+    return found
+
+
+def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str]) -> State:
+    """Read every index record, watermark and manifest relevant to ``shards``."""
+    raw.invalidate()
+    out.invalidate()
+    return State(load_records(raw, raw_shards_for(smap, shards)), load_manifests(out, shards),
+                 load_watermarks(raw))
+
+
+def load_chunk(raw: Store, out: Store, smap: ShardMap, shard: str, start: int,
+               length: int) -> tuple[list[ObjectRecord], Manifest | None]:
+    """The candidate index records and the manifest of one chunk, read afresh."""
+    raw.invalidate()
+    out.invalidate()
+    recs = load_records(raw, raw_shards_for(smap, [shard]), hours(start, length))
+    try:
+        m: Manifest | None = _parse(Manifest, manifest_key(shard, start),
+                                    out.get(manifest_key(shard, start)), out)
+    except FileNotFoundError:
+        m = None
+    return recs, m
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+def _ts(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _ns(ns: int | None) -> str:
+    return "-" if ns is None else _ts(ns // 10**9)
+
+
+def render_json(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
+                watermarks: Sequence[Watermark]) -> str:
+    """``{"watermark_ns", "partitions": [...], "shards": {shard: {"moves", "chunks"}}}``."""
+    doc: dict[str, Any] = {
+        "watermark_ns": ingest_watermark(watermarks),
+        "partitions": [{"group": w.group, "topic": w.topic, "partition": w.partition,
+                        "committed": w.committed, "durable_until_ns": w.durable_until_ns,
+                        "caught_up": w.caught_up} for w in watermarks],
+        "shards": {},
+    }
+    for s in shards:
+        chunks = [r.as_dict() for r in rows if r.shard == s]
+        mv = moves(smap, s)
+        if chunks or mv:
+            doc["shards"][s] = {
+                "moves": [{"org": m.org, "direction": m.direction, "other": m.other,
+                           "since": m.since, "until": m.until} for m in mv],
+                "chunks": chunks,
+            }
+    return json.dumps(doc, indent=2)
+
+
+_HEAD = ("window", "points", "max ts", "objects", "built", "dups", "inputs",
+         "ready", "stale", "next")
+
+
+def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
+                 watermarks: Sequence[Watermark]) -> str:
+    wm = ingest_watermark(watermarks)
+    lines = [f"ingest watermark: {_ns(wm)} UTC (oldest durable position over "
+             f"{len(watermarks)} partition(s))"]
+    if not watermarks:
+        lines.append("  no watermarks yet: nothing is ready until ingest commits")
+    for s in shards:
+        srows = [r for r in rows if r.shard == s]
+        mv = moves(smap, s)
+        if not srows and not mv:
+            continue
+        lines.append("")
+        lines.append(f"shard {s}")
+        lines.extend(f"  moved: {m.describe()}" for m in mv)
+        if not srows:
+            lines.append("  (no data)")
+            continue
+        table = [_HEAD] + [(
+            r.window, str(r.points), _ts(r.max_ts), str(r.objects),
+            (str(r.built_points) if r.built else "no"),
+            (str(r.duplicates_dropped) if r.built else "-"),
+            (str(len(r.inputs)) if r.built else "-"),
+            "yes" if r.ready else "no",
+            (f"yes ({len(r.late)} late)" if r.stale else "no"),
+            r.action,
+        ) for r in srows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(_HEAD))]
+        for row in table:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                         .rstrip())
+    return "\n".join(lines)
+
+
+def run(cfg: StatusConfig, *, as_json: bool = False) -> None:
+    """Print the status of every shard (or ``cfg.shard``) to stdout."""
+    smap = load(cfg.shards_file)
+    shards = [smap.check_shard(cfg.shard)] if cfg.shard else smap.all_shards()
+    state = load_state(Store(cfg.raw), Store(cfg.out), smap, shards)
+    rows = chunk_rows(smap, shards, state.records, state.manifests, state.watermarks,
+                      length=cfg.window_seconds, grace_s=cfg.grace_s)
+    render = render_json if as_json else render_table
+    click.echo(render(rows, smap, shards, state.watermarks))
