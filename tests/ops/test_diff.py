@@ -59,7 +59,7 @@ def test_missing_extra_changed_reported_exactly() -> None:
 
 
 def test_repeated_keys_and_empty_sides() -> None:
-    d = compare(pts(BASE + [BASE[0]]), pts(BASE))
+    d = compare(pts([*BASE, BASE[0]]), pts(BASE))
     assert (d.duplicates_a, d.only_a, d.only_b, d.changed) == (1, 0, 0, 0)
     assert d.differing == 1
     d = compare(pts([]), pts(BASE[:3]), examples=2)
