@@ -157,6 +157,10 @@ def produce(**kw: Any) -> None:
 @opt("--exit-when-idle", default=None,
      help="Flush, commit and exit 0 after this long with nothing new to consume (e.g. 5s).")
 @opt("--log-every", default="30s", show_default=True, help="Period of the one-line summary log.")
+@opt("--shutdown-deadline", default="60s", show_default=True,
+     help="On SIGTERM/SIGINT: flush, commit and exit within this long.")
+@opt("--metadata-max-age", default="60s", show_default=True,
+     help="How often topic metadata is refreshed (new topics matching --topics join).")
 @shards_option
 @config_option
 @handle_errors
@@ -186,6 +190,8 @@ def ingest(**kw: Any) -> None:
         exit_when_idle_s=(parse_duration(kw["exit_when_idle"], what="--exit-when-idle")
                           if kw["exit_when_idle"] else None),
         log_every_s=parse_duration(kw["log_every"], what="--log-every"),
+        shutdown_deadline_s=parse_duration(kw["shutdown_deadline"], what="--shutdown-deadline"),
+        metadata_max_age_s=parse_duration(kw["metadata_max_age"], what="--metadata-max-age"),
     )
     sys.exit(run(cfg))
 

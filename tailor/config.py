@@ -90,6 +90,7 @@ class IngestConfig(Frozen):
     metrics_port: int | None = None
     shards_file: str | None = None
     shutdown_deadline_s: Annotated[float, Field(gt=0)] = 60.0
+    metadata_max_age_s: Annotated[float, Field(gt=0)] = 60.0  # topic-pattern refresh period
     log_every_s: Annotated[float, Field(gt=0)] = 30.0
     exit_when_idle_s: Annotated[float, Field(gt=0)] | None = None
 

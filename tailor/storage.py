@@ -77,9 +77,11 @@ class Store:
             self.fs: Any = fsspec.filesystem(
                 "s3", client_kwargs=client_kwargs, skip_instance_cache=True,
                 use_listings_cache=False,
-                config_kwargs={"retries": {"mode": "standard", "max_attempts": 2}},
+                config_kwargs={"retries": {"mode": "standard", "total_max_attempts": 1}},
             )
-            self.fs.retries = 1  # Tailor retries itself, with jitter, and counts
+            # botocore and s3fs make one attempt each: Tailor retries itself, with
+            # jitter, and counts every retry by status.
+            self.fs.retries = 1
         else:
             path = config.url[len("file://"):] if config.url.startswith("file://") else config.url
             self.root = os.path.abspath(path)
