@@ -1,0 +1,144 @@
+"""``tailor build``: plan, run and publish chunks on a Dask cluster.
+
+:func:`build_chunks` is the seam for other drivers (``--ready``): give it a
+connected client, the config and ``(shard, window_start)`` pairs; it returns
+one :class:`ChunkResult` per pair, in the same order, and never raises for a
+chunk that fails (the result says why).  :func:`run` is the CLI entry.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import distributed
+from distributed import Client
+
+from tailor import layout, shards
+from tailor.config import BuildConfig
+from tailor.errors import BuildError
+from tailor.records import Manifest
+
+from .graph import Published, submit_chunk, submit_plan
+from .publish import new_attempt
+
+_d: Any = distributed  # only partly typed
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """Outcome of one chunk: ``ok`` with its manifest, or ``error`` (why it failed)."""
+
+    shard: str
+    start: int
+    ok: bool
+    manifest: Manifest | None = None
+    error: str | None = None
+    corrupt: list[tuple[str, int]] = field(default_factory=list)
+    invalid: list[tuple[str, int, str]] = field(default_factory=list)
+    rows_in: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.shard}/{layout.stamp(self.start)}"
+
+
+def _why(fut: Any) -> str:
+    exc = fut.exception()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, int]], *,
+                 show_progress: bool = False) -> list[ChunkResult]:
+    """Build and publish every ``(shard, window_start)`` of ``chunks`` on ``client``.
+
+    Blocks until every chunk is published or failed.  Each chunk gets a fresh
+    attempt id.  One failing chunk does not stop the others.  Raises only
+    for a bad shards file (:class:`~tailor.errors.ConfigError`).
+    """
+    smap = shards.load(cfg.shards_file)
+    length = cfg.window_seconds
+    attempts = [new_attempt() for _ in chunks]
+    plans: list[Any] = [submit_plan(client, cfg.raw, smap, s, w, length, cfg.range_bytes,
+                         cfg.rows_per_partition, f"{s}-{layout.stamp(w)}-{a}")
+             for (s, w), a in zip(chunks, attempts, strict=True)]
+    _d.wait(plans)
+    results: list[ChunkResult | None] = [None] * len(chunks)
+    pubs: dict[int, Any] = {}
+    for i, ((s, w), fut) in enumerate(zip(chunks, plans, strict=True)):
+        if fut.status != "finished":
+            results[i] = ChunkResult(s, w, False, error=f"planning failed: {_why(fut)}")
+            continue
+        pubs[i] = submit_chunk(client, cfg.raw, cfg.out, smap, fut.result(), attempts[i])
+    if show_progress and pubs:
+        _d.progress(list(pubs.values()))
+    _d.wait(list(pubs.values()))
+    for i, fut in pubs.items():
+        s, w = chunks[i]
+        if fut.status != "finished":
+            results[i] = ChunkResult(s, w, False, error=_why(fut))
+            continue
+        pub: Published = fut.result()
+        results[i] = ChunkResult(s, w, True, pub.manifest, None, pub.corrupt, pub.invalid,
+                                 pub.rows_in)
+    for f in [*plans, *pubs.values()]:
+        f.release()
+    return [r for r in results if r is not None]
+
+
+@contextmanager
+def connect(cfg: BuildConfig) -> Iterator[Client]:
+    """A client on ``cfg.scheduler``, or on a new loopback LocalCluster (closed after)."""
+    if cfg.scheduler:
+        with _d.Client(cfg.scheduler) as client:
+            yield client
+        return
+    with _d.LocalCluster(n_workers=cfg.n_workers or 2, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
+            _d.Client(cluster) as client:
+        yield client
+
+
+def summary(r: ChunkResult, *, max_reports: int = 5) -> str:
+    """One block of text per chunk for the terminal."""
+    if not r.ok or r.manifest is None:
+        return f"FAILED {r.label}: {r.error}"
+    m = r.manifest
+    size = sum(f.bytes for f in m.files)
+    bpp = f"{size / m.points:.2f}" if m.points else "-"
+    lines = [f"ok {r.label}: {m.points} points in {len(m.files)} file(s), {size} bytes "
+             f"({bpp} B/point), {len(m.inputs)} input object(s), "
+             f"{m.duplicates_dropped} duplicates dropped, {m.corrupt_frames} corrupt frame(s), "
+             f"{m.invalid_payloads} invalid payload(s)"]
+    lines += [f"  corrupt frame: {k} @ {off}" for k, off in r.corrupt[:max_reports]]
+    lines += [f"  invalid payload: {k} @ {off}: {why}" for k, off, why in r.invalid[:max_reports]]
+    more = len(r.corrupt) + len(r.invalid) - 2 * max_reports
+    if more > 0:
+        lines.append(f"  ... and more ({len(r.corrupt)} corrupt, {len(r.invalid)} invalid)")
+    return "\n".join(lines)
+
+
+def run(cfg: BuildConfig) -> int:
+    """Build every requested chunk; 0 only when all published, else 1."""
+    if cfg.ready and not cfg.windows:
+        raise BuildError("--ready is not available yet", fix="pass --window or --windows")
+    chunks = [(s, w) for s in cfg.shards for w in cfg.windows]
+    t0 = time.monotonic()
+    with connect(cfg) as client:
+        print(f"tailor build: dashboard {client.dashboard_link}", flush=True)
+        results = build_chunks(client, cfg, chunks, show_progress=True)
+    print(file=sys.stdout)
+    for r in results:
+        print(summary(r), flush=True)
+    failed = [r for r in results if not r.ok]
+    print(f"tailor build: {len(results) - len(failed)}/{len(results)} chunk(s) published in "
+          f"{time.monotonic() - t0:.1f}s", flush=True)
+    if failed:
+        print(f"tailor build: {len(failed)} chunk(s) failed: "
+              + ", ".join(r.label for r in failed), file=sys.stderr, flush=True)
+        return 1
+    return 0

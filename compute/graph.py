@@ -1,0 +1,168 @@
+"""The Dask task graph of one chunk (shard × window), built from its plan.
+
+::
+
+    load[i] (read + zstd + decode)  ─┬─ report[i] ────────────────────────┐
+                                     ├─ sample[i] ─ splitters ─┐          │
+                                     └──────────── split[i] ◄──┘          │
+                               piece[i][p] ─► part[p] (sort+encode+put) ─► publish
+
+With one partition there is no sampling: ``part[0]`` takes the loads.
+Every task is pure given its inputs (a part file is written under the
+build's attempt id with deterministic bytes), so the scheduler may rerun any
+of them after a worker dies; that costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Client
+from distributed.metrics import context_meter
+
+from tailor import layout
+from tailor.config import StoreConfig
+from tailor.metrics import STAGE_READ
+from tailor.records import Manifest, PartFile
+from tailor.shards import ShardMap
+from tailor.storage import Store
+
+from . import merge
+from .decode import Points, decode_range
+from .plan import ChunkPlan, ReadTask, plan
+from .publish import publish, write_part
+from .read import read_range
+
+#: Times the scheduler retries a task that raised (storage hiccups); a dead
+#: worker's tasks are rescheduled anyway (``distributed.scheduler.allowed-failures``).
+RETRIES = 2
+
+
+@functools.lru_cache(maxsize=8)
+def store(cfg: StoreConfig) -> Store:
+    """One Store per process and config (s3fs clients are costly to create)."""
+    return Store(cfg)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What one range's decoder found wrong, for the build summary."""
+
+    frames: int
+    corrupt: list[tuple[str, int]]
+    invalid: list[tuple[str, int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    file: PartFile
+    duplicates: int
+    rows_in: int
+    min_ts: int | None
+    max_ts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The result of a chunk's publish task."""
+
+    manifest: Manifest
+    corrupt: list[tuple[str, int]]
+    invalid: list[tuple[str, int, str]]
+    rows_in: int
+
+
+# -- tasks (module-level: they run on workers) -----------------------------------
+def t_plan(raw: StoreConfig, smap: ShardMap, shard: str, start: int, length: int,
+           range_bytes: int, rows_per_partition: int) -> ChunkPlan:
+    return plan(store(raw), smap, shard, start, length, range_bytes=range_bytes,
+                rows_per_partition=rows_per_partition)
+
+
+def t_load(raw: StoreConfig, task: ReadTask, shard: str, smap: ShardMap, lo: int,
+           hi: int) -> Points:
+    with context_meter.meter(STAGE_READ):
+        rr = read_range(store(raw), task)
+    return decode_range(rr, shard, smap, lo, hi)
+
+
+def t_report(pts: Points) -> Report:
+    return Report(pts.frames, pts.corrupt, pts.invalid)
+
+
+def t_sample(pts: Points, stride: int) -> merge.SeriesKeys:
+    return merge.sample(pts, stride)
+
+
+def t_splitters(parts: int, *samples: merge.SeriesKeys) -> merge.SeriesKeys:
+    return merge.choose_splitters(list(samples), parts)
+
+
+def t_split(pts: Points, splitters: merge.SeriesKeys, parts: int) -> list[Points]:
+    return merge.split(pts, splitters, parts)
+
+
+def t_part(out: StoreConfig, shard: str, start: int, attempt: str, p: int,
+           *pieces: Points) -> PartResult:
+    rows, dups = merge.sort_dedup(list(pieces))
+    n = len(rows)
+    f = write_part(store(out), shard, start, attempt, p, rows) if n else PartFile(
+        path="", rows=0, row_offset=0, bytes=0, sha256="", min_key=[], max_key=[])
+    lo = int(rows.ts.min()) if n else None
+    hi = int(rows.ts.max()) if n else None
+    return PartResult(f, dups, sum(len(x) for x in pieces), lo, hi)
+
+
+def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, nparts: int,
+              *results: Any) -> Published:
+    parts: list[PartResult] = list(results[:nparts])
+    reports: list[Report] = list(results[nparts:])
+    lows = [r.min_ts for r in parts if r.min_ts is not None]
+    highs = [r.max_ts for r in parts if r.max_ts is not None]
+    corrupt = sorted(c for r in reports for c in r.corrupt)
+    invalid = sorted(c for r in reports for c in r.invalid)
+    m = publish(store(out), cplan.shard, cplan.start, cplan.length, attempt,
+                [r.file for r in parts], list(cplan.inputs),
+                min_ts=min(lows) if lows else None, max_ts=max(highs) if highs else None,
+                corrupt=len(corrupt), invalid=len(invalid),
+                duplicates=sum(r.duplicates for r in parts))
+    return Published(m, corrupt, invalid, sum(r.rows_in for r in parts))
+
+
+# -- graph -----------------------------------------------------------------------
+def submit_plan(client: Client, raw: StoreConfig, smap: ShardMap, shard: str, start: int,
+                length: int, range_bytes: int, rows_per_partition: int, tag: str) -> Any:
+    """A future of the chunk's :class:`ChunkPlan` (lists the index on a worker)."""
+    return client.submit(t_plan, raw, smap, shard, start, length, range_bytes,
+                         rows_per_partition, key=f"plan-{tag}", retries=RETRIES)
+
+
+def submit_chunk(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+                 cplan: ChunkPlan, attempt: str) -> Any:
+    """Submit the whole graph of one chunk; returns the future of its :class:`Published`."""
+    tag = f"{cplan.shard}-{layout.stamp(cplan.start)}-{attempt}"
+
+    def sub(fn: Any, *args: Any, name: str) -> Any:
+        return client.submit(fn, *args, key=f"{name}-{tag}", retries=RETRIES)
+
+    loads = [sub(t_load, raw, t, cplan.shard, smap, cplan.start, cplan.end, name=f"load-{i}")
+             for i, t in enumerate(cplan.tasks)]
+    reports = [sub(t_report, f, name=f"report-{i}") for i, f in enumerate(loads)]
+    nparts = cplan.partitions
+    if nparts <= 1 or not loads:
+        parts = [sub(t_part, out, cplan.shard, cplan.start, attempt, 0, *loads, name="part-0")]
+        nparts = 1
+    else:
+        samples = [sub(t_sample, f, cplan.sample_stride, name=f"sample-{i}")
+                   for i, f in enumerate(loads)]
+        spl = sub(t_splitters, nparts, *samples, name="splitters")
+        splits = [sub(t_split, f, spl, nparts, name=f"split-{i}") for i, f in enumerate(loads)]
+        pieces = [[sub(operator.getitem, s, p, name=f"piece-{i}-{p}") for p in range(nparts)]
+                  for i, s in enumerate(splits)]
+        parts = [sub(t_part, out, cplan.shard, cplan.start, attempt, p,
+                     *[pieces[i][p] for i in range(len(loads))], name=f"part-{p}")
+                 for p in range(nparts)]
+    return sub(t_publish, out, cplan, attempt, nparts, *parts, *reports, name="publish")

@@ -1,0 +1,142 @@
+"""Plan a chunk from the ingest index alone: index records → byte-range read tasks.
+
+The pure core is :func:`plan_chunk` (records in, :class:`ChunkPlan` out, no
+I/O).  :func:`list_records` is the only I/O: it lists
+``index/{raw_shard}/{hour}/`` for the window's hours of every source of the
+shard (never the whole bucket) and reads the records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tailor import layout
+from tailor.errors import BuildError
+from tailor.records import InputObject, ObjectRecord
+from tailor.shards import ShardMap
+from tailor.storage import Store
+
+#: Points sampled per merge partition to choose splitters.
+SAMPLES_PER_PARTITION = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTask:
+    """Read the frames that *start* in ``[start, end)`` of raw object ``key``."""
+
+    key: str
+    start: int
+    end: int
+    size: int  # the whole object's size in bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlan:
+    """Everything a chunk build needs, decided before any raw byte is read."""
+
+    shard: str
+    start: int
+    length: int
+    tasks: tuple[ReadTask, ...]
+    inputs: tuple[InputObject, ...]
+    est_points: int  # upper bound from the index (hour granularity)
+    partitions: int
+    sample_stride: int  # every sample_stride-th decoded point is a splitter sample
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+def split_ranges(key: str, size: int, range_bytes: int) -> list[ReadTask]:
+    """``[0, size)`` cut into consecutive ranges of at most ``range_bytes``."""
+    if range_bytes <= 0:
+        raise BuildError("range_bytes must be positive", fix="pass --range-bytes 128MiB")
+    return [ReadTask(key, a, min(a + range_bytes, size), size)
+            for a in range(0, size, range_bytes)]
+
+
+def plan_chunk(
+    shard: str,
+    start: int,
+    length: int,
+    records: Iterable[tuple[ObjectRecord, int | None]],
+    *,
+    range_bytes: int,
+    rows_per_partition: int,
+) -> ChunkPlan:
+    """Pure planner.
+
+    ``records`` are ``(record, org_filter)`` pairs as found under the index
+    of each source raw shard; ``org_filter`` is the source's org (only that
+    org's points may belong to the shard) or None.  Records are deduplicated
+    by object key; objects that cannot hold a wanted org, or no point of the
+    window, are skipped.  Tasks are in (key, start) order, so the same
+    index gives the same plan.
+    """
+    by_key: dict[str, ObjectRecord] = {}
+    for rec, org in records:
+        if org is not None and org not in rec.orgs:
+            continue
+        if rec.max_ts < start or rec.min_ts >= start + length:
+            continue
+        by_key.setdefault(rec.key, rec)
+    keys = sorted(by_key)
+    tasks: list[ReadTask] = []
+    est = 0
+    for k in keys:
+        rec = by_key[k]
+        tasks += split_ranges(k, rec.bytes, range_bytes)
+        est += rec.points_in(layout.window_start(start, layout.HOUR),
+                             start + length - layout.window_start(start, layout.HOUR))
+    parts = max(1, math.ceil(est / rows_per_partition))
+    stride = max(1, est // (parts * SAMPLES_PER_PARTITION)) if parts > 1 else 0
+    inputs = tuple(InputObject(key=k, bytes=by_key[k].bytes, batch_id=by_key[k].batch_id,
+                               written_ns=by_key[k].written_ns) for k in keys)
+    return ChunkPlan(shard, start, length, tuple(tasks), inputs, est, parts, stride)
+
+
+def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int,
+                 *, threads: int = 16) -> list[tuple[ObjectRecord, int | None]]:
+    """Read the index records of every source of ``shard`` for the window's hours.
+
+    Blocks on the store; raises :class:`~tailor.errors.StorageError` when the
+    store fails and :class:`BuildError` for a record that does not parse.
+    """
+    wanted: list[tuple[str, int | None]] = []
+    for raw_shard, org in smap.sources(shard):
+        for hour in layout.hours(start, length):
+            for key in raw.list(layout.index_dir(raw_shard, hour) + "/"):
+                if key.endswith(".json"):
+                    wanted.append((key, org))
+    seen: dict[tuple[str, int | None], None] = {}
+    wanted = [w for w in wanted if not (w in seen or seen.setdefault(w, None))]
+
+    def fetch(item: tuple[str, int | None]) -> tuple[ObjectRecord, int | None]:
+        key, org = item
+        data = raw.get(key)
+        try:
+            return ObjectRecord.model_validate_json(data), org
+        except ValueError as exc:
+            raise BuildError("index record does not parse", key=key, reason=str(exc)[:200],
+                             fix="the ingest index is damaged; re-run ingest for that batch "
+                                 "or remove the record") from None
+
+    if not wanted:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(wanted)))) as pool:
+        return list(pool.map(fetch, wanted))
+
+
+def plan(raw: Store, smap: ShardMap, shard: str, start: int, length: int, *,
+         range_bytes: int, rows_per_partition: int) -> ChunkPlan:
+    """List the index and plan one chunk (see :func:`plan_chunk`)."""
+    return plan_chunk(shard, start, length, list_records(raw, smap, shard, start, length),
+                      range_bytes=range_bytes, rows_per_partition=rows_per_partition)
+
+
+def chunk_label(shard: str, start: int) -> str:
+    return f"{shard}/{layout.stamp(start)}"

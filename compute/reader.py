@@ -1,0 +1,171 @@
+"""``tailor read`` and :func:`read_series`: points of a series from published chunks.
+
+A reader goes through manifests only: :func:`files_for` bisects a manifest's
+files on their key ranges and returns the one file that can hold a series
+(or the few that can hold a metric's series); :func:`plan_read` does that for
+every chunk of the time range; nothing else is opened.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import sys
+from dataclasses import dataclass
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tailor import layout, shards
+from tailor.config import ReadConfig, StoreConfig
+from tailor.errors import ConfigError
+from tailor.records import Manifest, PartFile
+from tailor.storage import Store
+
+from .encode import SCHEMA
+from .publish import read_manifest
+
+U64_MAX: Final = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """One part file to open: its key in the output store and its manifest entry."""
+
+    key: str
+    file: PartFile
+    manifest: Manifest
+
+
+def files_for(manifest: Manifest, org: int, metric: int, context: int | None) -> list[PartFile]:
+    """The manifest's files that can hold series ``(org, metric, context)``.
+
+    ``context`` None means every context of the metric.  Files are in key
+    order with disjoint key ranges, so this is a bisection: for one series at
+    most one file (a series never spans files).
+    """
+    lo = (org, metric, 0 if context is None else context)
+    hi = (org, metric, U64_MAX if context is None else context)
+    files = [f for f in manifest.files if f.rows]
+    maxes = [tuple(f.max_key[:3]) for f in files]
+    i = bisect.bisect_left(maxes, lo)
+    out = []
+    while i < len(files) and tuple(files[i].min_key[:3]) <= hi:
+        out.append(files[i])
+        i += 1
+    return out
+
+
+def _candidate_shards(smap: shards.ShardMap, org: int) -> list[str]:
+    names = [f"org-mod-{org % smap.shared_shards}"]
+    if org in smap.dedicated:
+        names.append(f"org-{org}")
+    return names
+
+
+def _windows(store: Store, shard: str, ts_from: int | None, ts_to: int | None,
+             length: int) -> list[int]:
+    if ts_from is not None and ts_to is not None:
+        first = layout.window_start(ts_from, length)
+        return list(range(first, ts_to, length))
+    found = set()
+    for key in store.list(shard + "/"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "_manifest.json":
+            try:
+                found.add(layout.parse_stamp(parts[1]))
+            except ConfigError:
+                continue
+    return sorted(w for w in found
+                  if (ts_from is None or w + length > ts_from) and (ts_to is None or w < ts_to))
+
+
+def plan_read(store: Store, smap: shards.ShardMap, org: int, metric: int, context: int | None,
+              ts_from: int | None, ts_to: int | None, length: int) -> list[FileRef]:
+    """The part files to open, found through the chunk manifests only.
+
+    Blocks on the store.  Windows without a manifest are skipped (the chunk
+    does not exist for readers).  With no ``ts_from``/``ts_to`` the shard's
+    output prefix is listed to find its chunks.
+    """
+    refs: list[FileRef] = []
+    for shard in _candidate_shards(smap, org):
+        for w in _windows(store, shard, ts_from, ts_to, length):
+            m = read_manifest(store, shard, w)
+            if m is None:
+                continue
+            refs += [FileRef(f"{layout.chunk_dir(shard, w)}/{f.path}", f, m)
+                     for f in files_for(m, org, metric, context)]
+    return refs
+
+
+def read_file(store: Store, ref: FileRef, org: int, metric: int, context: int | None,
+              ts_from: int | None, ts_to: int | None) -> pa.Table:
+    """Rows of the series in one part file (row groups pruned by statistics)."""
+    filt = (pc.field("org_id") == org) & (pc.field("metric_id") == pa.scalar(metric, pa.uint64()))
+    if context is not None:
+        filt &= pc.field("context_key") == pa.scalar(context, pa.uint64())
+    if ts_from is not None:
+        filt &= pc.field("ts") >= ts_from
+    if ts_to is not None:
+        filt &= pc.field("ts") < ts_to
+    with store.fs.open(store.path(ref.key), "rb") as f:
+        t = pq.read_table(f, filters=filt)
+    return t.cast(SCHEMA)
+
+
+def read_series(out: str, org: int, metric: int, context: int | None = None, *,
+                ts_from: int | None = None, ts_to: int | None = None,
+                s3_endpoint_url: str | None = None, shards_file: str | None = None,
+                window_seconds: int = layout.WINDOW_SECONDS) -> pa.Table:
+    """Points of one series (or of every series of a metric) as an Arrow table.
+
+    Columns and order as in the S files; rows sorted by (org, metric,
+    context, ts); ``ts`` in ``[ts_from, ts_to)`` when given.  Raises
+    :class:`~tailor.errors.StorageError` if the store fails and
+    :class:`~tailor.errors.ConfigError` for a bad shards file.
+    """
+    store = Store(StoreConfig(url=out, s3_endpoint_url=s3_endpoint_url))
+    smap = shards.load(shards_file)
+    refs = plan_read(store, smap, org, metric, context, ts_from, ts_to, window_seconds)
+    tables = [read_file(store, r, org, metric, context, ts_from, ts_to) for r in refs]
+    if not tables:
+        return SCHEMA.empty_table()
+    t = pa.concat_tables(tables)
+    if len({r.manifest.shard for r in refs}) > 1:
+        t = t.sort_by([(c, "ascending") for c in ("org_id", "metric_id", "context_key", "ts")])
+    return t
+
+
+def _print_table(t: pa.Table) -> None:
+    names = SCHEMA.names
+    cols = [t.column(n).to_pylist() for n in names]
+    rows = [[repr(v) if isinstance(v, float) else str(v) for v in r] for r in zip(*cols,
+                                                                                    strict=True)]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    print("  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True)))
+    for r in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
+    print(f"({len(rows)} rows)")
+
+
+def run(cfg: ReadConfig, fmt: str) -> None:
+    """Print the series to stdout as ``table``, ``csv`` or ``parquet`` (binary)."""
+    t = read_series(cfg.out.url, cfg.org, cfg.metric, cfg.context, ts_from=cfg.ts_from,
+                    ts_to=cfg.ts_to, s3_endpoint_url=cfg.out.s3_endpoint_url,
+                    shards_file=cfg.shards_file, window_seconds=cfg.window_seconds)
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        pq.write_table(t, buf, compression="zstd")
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+    elif fmt == "csv":
+        buf = io.BytesIO()
+        pacsv.write_csv(t, buf)
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+    else:
+        _print_table(t)
