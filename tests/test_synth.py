@@ -1,0 +1,223 @@
+"""tailor.synth: reproducible, realistic, exactly sized, and an oracle that agrees
+with a brute-force pure-Python reference."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import zstandard
+
+from tailor import payload as P
+from tailor import synth
+from tailor.config import ProduceConfig
+from tailor.errors import InvalidPayload
+from tailor.shards import load as load_shards
+
+
+def cfg(points: int = 3000, **kw: object) -> ProduceConfig:
+    base: dict[str, object] = {"brokers": "127.0.0.1:1", "topics": ["a", "b"], "points": points,
+                               "seed": 7, "orgs": 40}
+    base.update(kw)
+    return ProduceConfig.model_validate(base)
+
+
+@pytest.fixture(scope="module")
+def small() -> synth.Synth:
+    return synth.generate(cfg())
+
+
+@pytest.fixture(scope="module")
+def medium() -> synth.Synth:
+    return synth.generate(cfg(100_000, orgs=300, seed=11))
+
+
+def reason(r: synth.SynthRecord) -> str:
+    try:
+        P.validate(r.key, r.value)
+    except InvalidPayload as exc:
+        return exc.reason
+    return synth.VALID
+
+
+def test_reproducible_by_seed() -> None:
+    a, b = synth.generate(cfg(seed=3)), synth.generate(cfg(seed=3))
+    assert a.records == b.records
+    c = synth.generate(cfg(seed=4))
+    assert [r.value for r in a.records] != [r.value for r in c.records]
+
+
+@pytest.mark.parametrize("points", [1, 7, 999, 3000])
+def test_points_exact(points: int) -> None:
+    s = synth.generate(cfg(points))
+    valid = [r for r in s.records if r.kind == synth.VALID]
+    assert sum(r.n_points or 0 for r in valid) == points == int(s.pay_n.sum())
+    assert sum(P.validate(r.key, r.value).n_points for r in valid) == points
+
+
+def test_every_record_validates_to_its_kind(small: synth.Synth) -> None:
+    counts = small.kind_counts()
+    assert all(counts[k] >= 1 for k in P.REASONS), counts
+    assert counts[P.TOO_LARGE] >= 2
+    for r in small.records:
+        want = synth.VALID if r.kind == synth.DUPLICATE else r.kind
+        assert reason(r) == want, r
+
+
+def test_too_large_both_forms_small_on_the_wire(small: synth.Synth) -> None:
+    big = [r for r in small.records if r.kind == P.TOO_LARGE]
+    declared = {zstandard.frame_content_size(r.value or b"") > P.MAX_DECOMPRESSED for r in big}
+    assert declared == {True, False}
+    assert all(len(r.value or b"") < 64 * 1024 for r in big)
+
+
+def test_invalid_rate_zero_and_rate_followed() -> None:
+    s0 = synth.generate(cfg(invalid_rate=0.0))
+    assert all(r.kind in (synth.VALID, synth.DUPLICATE) for r in s0.records)
+    s = synth.generate(cfg(50_000, invalid_rate=0.1))
+    inv = sum(s.kind_counts()[k] for k in P.REASONS)
+    assert 0.08 < inv / len(s.records) < 0.12
+
+
+def test_frames_keys_and_duplicates(medium: synth.Synth) -> None:
+    valid = [r for r in medium.records if r.kind == synth.VALID]
+    forms = {(zstandard.get_frame_parameters(r.value or b"").has_checksum,
+              zstandard.frame_content_size(r.value or b"") >= 0) for r in valid}
+    assert forms == {(a, b) for a in (False, True) for b in (False, True)}
+    assert any((r.key or b"").startswith(b"0") for r in valid)  # leading zeros are valid
+    seen: dict[bytes, int] = {}
+    for i, r in enumerate(medium.records):
+        if r.kind == synth.VALID:
+            seen[r.value or b""] = i
+        elif r.kind == synth.DUPLICATE:
+            assert (r.value or b"") in seen  # an exact re-delivery of an earlier record
+    assert medium.kind_counts()[synth.DUPLICATE] >= 10
+    assert any(r.kind == synth.DUPLICATE and (r.topic, r.partition) != next(
+        (v.topic, v.partition) for v in valid if v.value == r.value) for r in medium.records)
+
+
+def test_intake_ns_unique_and_increasing_per_org(medium: synth.Synth) -> None:
+    last: dict[int, int] = {}
+    for r in medium.records:
+        if r.kind == synth.VALID:
+            assert r.org_id is not None and r.intake_ns is not None
+            assert r.intake_ns > last.get(r.org_id, -1)
+            last[r.org_id] = r.intake_ns
+
+
+def test_realistic_shape(medium: synth.Synth) -> None:
+    s = medium
+    orgs = np.repeat(s.pay_org, s.pay_n)
+    per_org = np.sort(np.bincount(np.unique(orgs, return_inverse=True)[1]))[::-1]
+    assert len(per_org) == 300
+    assert per_org[:30].sum() > 0.5 * per_org.sum()  # a few orgs hold most points
+    assert (s.pay_org >= 2**31).any() and (s.pay_org < 10_000).any()
+    assert (s.points["metric_id"] >= 2**63).any() and (s.points["context_key"] >= 2**63).any()
+    ts = s.points["ts"]
+    assert ts.min() >= s.cfg.start and ts.max() < s.cfg.start + s.cfg.hours * 3600
+    v = s.points["value"]
+    assert np.isnan(v).any() and np.isposinf(v).any() and np.isneginf(v).any()
+    intake_s = np.repeat(s.pay_intake_ns, s.pay_n) // 10**9
+    assert (intake_s >= ts).all()
+    assert ((intake_s - ts) > 3600).sum() > 100  # late points
+    assert np.median(s.pay_n) >= 10 and s.pay_n.max() <= 20_000
+    # an org's data lands on every partition of every topic
+    top = int(s.pay_org[np.argmax(s.pay_n)])
+    places = {(r.topic, r.partition) for r in s.records if r.org_id == top}
+    assert len(places) == len(s.cfg.topics) * s.cfg.partitions
+
+
+def brute_force(s: synth.Synth) -> dict[tuple[str, int], list[tuple[int, int, int, int, int]]]:
+    """Pure-Python reference: decode every valid record, keep the winner per point."""
+    smap = load_shards(s.cfg.shards_file)
+    best: dict[tuple[int, int, int, int], tuple[tuple[int, int], int]] = {}
+    for r in s.records:
+        if r.kind != synth.VALID:
+            continue
+        p = P.validate(r.key, r.value)
+        for i, (m, c, t, v) in enumerate(p.points().tolist()):
+            k = (p.org_id, m, c, t)
+            rank = (p.intake_ns, i)
+            bits = int(np.float64(v).view(np.uint64))
+            if k not in best or best[k][0] < rank:
+                best[k] = (rank, bits)
+    out: dict[tuple[str, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+    for (o, m, c, t), (_, bits) in sorted(best.items()):
+        w = t - t % s.cfg.window_seconds
+        out[(smap.shard_for(o, t), w)].append((o, m, c, t, bits))
+    return out
+
+
+def rows(table: pa.Table) -> list[tuple[int, int, int, int, int]]:
+    vals = table.column("value").to_numpy().view(np.uint64).tolist()
+    cols = [table.column(n).to_pylist() for n in ("org_id", "metric_id", "context_key", "ts")]
+    return list(zip(*cols, vals, strict=True))
+
+
+def test_oracle_matches_brute_force(small: synth.Synth) -> None:
+    exp = small.expected()
+    ref = brute_force(small)
+    assert sorted(exp) == sorted(ref)
+    for k, t in exp.items():
+        assert t.schema == synth.POINT_SCHEMA
+        assert rows(t) == ref[k], k
+    assert sum(t.num_rows for t in exp.values()) == small.summary()["unique_points"]
+
+
+def test_resent_points_later_value_wins(medium: synth.Synth) -> None:
+    exp = medium.expected()
+    assert medium.stats["resent_points"] == 500
+    n_unique = sum(t.num_rows for t in exp.values())
+    assert n_unique == medium.cfg.points - 500
+    for t in exp.values():
+        key = np.stack([t.column(n).to_numpy().astype(np.uint64)
+                        for n in ("org_id", "metric_id", "context_key", "ts")])
+        order = np.lexsort(key[::-1])
+        assert (order == np.arange(t.num_rows)).all()
+
+
+def test_dedicated_org_moves_at_cutover(tmp_path: Path) -> None:
+    base = synth.generate(cfg(20_000, seed=5))
+    orgs, inv = np.unique(base.pay_org, return_inverse=True)
+    org = int(orgs[np.argmax(np.bincount(inv, weights=base.pay_n))])  # the biggest org
+    since = base.cfg.start + 3 * 3600 + 1234
+    f = tmp_path / "shards.yaml"
+    f.write_text(f"shared_shards: 8\ndedicated:\n  - org: {org}\n    since: {since}\n")
+    s = synth.generate(cfg(20_000, seed=5, shards_file=str(f)))
+    assert s.records == base.records  # sharding only affects the oracle
+    exp = s.expected()
+    ded = [t for (sh, _), t in exp.items() if sh == f"org-{org}"]
+    mod = [t.filter(pc.equal(t.column("org_id"), org))
+           for (sh, _), t in exp.items() if sh == f"org-mod-{org % 8}"]
+    assert ded and mod
+    assert min(int(pc.min(t.column("ts")).as_py()) for t in ded) >= since
+    assert max(int(pc.max(t.column("ts")).as_py()) for t in mod if t.num_rows) < since
+    assert sorted(exp) == sorted(brute_force(s))
+
+
+def test_write_and_load_expected(small: synth.Synth, tmp_path: Path) -> None:
+    offsets = list(range(len(small.records)))
+    small.write_expected(tmp_path, offsets)
+    got = synth.load_expected(tmp_path)
+    exp = small.expected()
+    assert sorted(got.chunks) == sorted(exp)
+    for k in exp:
+        assert rows(got.chunks[k]) == rows(exp[k])
+    assert got.summary["points"] == small.cfg.points
+    assert got.summary["records"] == len(small.records)
+    assert got.summary["invalid"] == {k: small.kind_counts()[k] for k in P.REASONS}
+    assert got.payloads is not None and got.payloads.num_rows == len(small.records)
+    assert got.payloads.column("kind").to_pylist() == [r.kind for r in small.records]
+    assert (tmp_path / "points").is_dir()
+
+
+def test_fast_enough() -> None:
+    t0 = time.monotonic()
+    s = synth.generate(cfg(1_000_000, orgs=300))
+    assert int(s.pay_n.sum()) == 1_000_000
+    assert time.monotonic() - t0 < 20  # 10M in well under a minute on an idle core
