@@ -20,7 +20,6 @@ from distributed import Client
 
 from tailor import layout, shards
 from tailor.config import BuildConfig
-from tailor.errors import BuildError
 from tailor.records import Manifest
 
 from .graph import Published, submit_chunk, submit_plan
@@ -124,8 +123,10 @@ def summary(r: ChunkResult, *, max_reports: int = 5) -> str:
 
 def run(cfg: BuildConfig) -> int:
     """Build every requested chunk; 0 only when all published, else 1."""
-    if cfg.ready and not cfg.windows:
-        raise BuildError("--ready is not available yet", fix="pass --window or --windows")
+    if cfg.ready:  # `build --ready` (ops, issue 4): selection, leases, summary in ready.py
+        from .ready import run_ready
+
+        return run_ready(cfg)
     chunks = [(s, w) for s in cfg.shards for w in cfg.windows]
     t0 = time.monotonic()
     with connect(cfg) as client:
