@@ -24,6 +24,7 @@ from tailor.errors import ConfigError
 
 _TOP_KEYS = {"shared_shards", "dedicated"}
 _ENTRY_KEYS = {"org", "since", "until"}
+_META = {"__line__", "__lines__"}
 _SHARD_RE = re.compile(r"org-(mod-)?(\d+)\Z")
 MAX_ORG = 2**32 - 1
 
@@ -150,10 +151,22 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
         seen[key] = k.start_mark.line + 1
     mapping = loader.construct_mapping(node, deep=deep)
     mapping["__line__"] = node.start_mark.line + 1
+    mapping["__lines__"] = seen  # key -> line, for error messages
     return mapping
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    # PyYAML raises a bare ValueError for an impossible date such as month 13.
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError as exc:
+        raise ConfigError(f"line {node.start_mark.line + 1}: {node.value!r} is not a time "
+                          f"({exc})", fix="write an ISO-8601 UTC time such as "
+                                          "2026-01-01T04:00:00Z") from None
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def parse(text: str, source: str = "shards.yaml") -> ShardMap:
@@ -167,13 +180,17 @@ def parse(text: str, source: str = "shards.yaml") -> ShardMap:
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: the top level must be a mapping",
                           fix="write 'shared_shards: 64' and an optional 'dedicated:' list")
-    unknown = set(doc) - _TOP_KEYS - {"__line__"}
+    lines = doc.get("__lines__", {})
+    unknown = set(doc) - _TOP_KEYS - _META
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}",
+        first = min(unknown, key=lambda k: lines.get(k, 0))
+        raise ConfigError(f"{source}, line {lines.get(first, '?')}: unknown key(s) "
+                          f"{sorted(unknown, key=str)}",
                           fix=f"allowed top-level keys are {sorted(_TOP_KEYS)}")
     n = doc.get("shared_shards", 64)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"{source}: shared_shards is {n!r}",
+        raise ConfigError(f"{source}, line {lines.get('shared_shards', '?')}: field "
+                          f"shared_shards is {n!r}",
                           fix="set shared_shards to an integer >= 1 (default 64)")
     entries = doc.get("dedicated") or []
     if not isinstance(entries, list):
@@ -186,7 +203,7 @@ def parse(text: str, source: str = "shards.yaml") -> ShardMap:
         if not isinstance(e, dict):
             raise ConfigError(f"{where}: dedicated entry {e!r} is not a mapping",
                               fix="write '- org: <id>' with optional since/until")
-        bad = set(e) - _ENTRY_KEYS - {"__line__"}
+        bad = set(e) - _ENTRY_KEYS - _META
         if bad:
             raise ConfigError(f"{where}: unknown field(s) {sorted(bad)}",
                               fix=f"allowed fields are {sorted(_ENTRY_KEYS)}")
