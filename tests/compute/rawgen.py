@@ -64,7 +64,7 @@ def mixed_payloads(seed: int = 1, *, n_payloads: int = 60, orgs: tuple[int, ...]
         intake += 7
         out.append(Gen(g.org, intake, p2))
     # a re-sent payload with an *older* intake_ns than the original (loses)
-    g = out[20]
+    g = out[len(out) // 2]
     p3 = g.points.copy()
     p3["value"] = -999.0
     out.append(Gen(g.org, g.intake_ns - 1_000_000_000, p3))

@@ -1,0 +1,101 @@
+"""A real multi-process cluster (`dask scheduler` + two `dask worker`), one worker killed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client
+
+from tailor import services
+from tailor.compute.build import ChunkResult, build_chunks
+from tailor.config import BuildConfig, StoreConfig
+from tailor.shards import ShardMap
+from tailor.storage import Store
+
+from .rawgen import T0, W, expected, mixed_payloads, rows_of, write_object
+from .test_build import SHARD, chunk_table
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+@pytest.fixture()
+def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, subprocess.Popen[bytes]]]]:
+    port = services.free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "dask.log", "wb")  # noqa: SIM115 - closed below
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=log, stderr=log)]
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        services.wait_port(port, 60)
+        for _ in range(2):
+            wport = services.free_port()
+            p = subprocess.Popen([DASK, "worker", addr, "--nthreads", "1", "--no-nanny",
+                                  "--host", "127.0.0.1", "--worker-port", str(wport),
+                                  "--no-dashboard", "--memory-limit", "1GiB"],
+                                 stdout=log, stderr=log)
+            procs.append(p)
+            workers[f"tcp://127.0.0.1:{wport}"] = p
+        yield addr, workers
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        log.close()
+
+
+def test_worker_killed_mid_build_same_output(
+        client: Client, cluster: tuple[str, dict[str, subprocess.Popen[bytes]]],
+        tmp_path: Path) -> None:
+    addr, workers = cluster
+    raw_cfg = StoreConfig(url=str(tmp_path / "raw"))
+    raw = Store(raw_cfg)
+    gens = mixed_payloads(seed=31, n_payloads=400, per_payload=60)
+    for i in range(0, len(gens), 100):
+        write_object(raw, SHARD, gens[i:i + 100])
+    ref_cfg = StoreConfig(url=str(tmp_path / "ref"))
+    kw = dict(shards=[SHARD], windows=[T0, T0 + W], range_bytes=4096, rows_per_partition=3000)
+    chunks = [(SHARD, T0), (SHARD, T0 + W)]
+    ref = build_chunks(client, BuildConfig(raw=raw_cfg, out=ref_cfg, **kw),  # type: ignore[arg-type]
+                       chunks)
+    assert all(r.ok for r in ref)
+
+    out_cfg = StoreConfig(url=str(tmp_path / "out"))
+    cfg = BuildConfig(raw=raw_cfg, out=out_cfg, scheduler=addr, **kw)  # type: ignore[arg-type]
+    with Client(addr) as c:
+        c.wait_for_workers(2, timeout=60)
+        result: list[ChunkResult] = []
+        t = threading.Thread(target=lambda: result.extend(build_chunks(c, cfg, chunks)))
+        t.start()
+        killed = None
+        deadline = time.monotonic() + 60
+        while killed is None and t.is_alive() and time.monotonic() < deadline:
+            for w, keys in c.has_what().items():
+                if w in workers and sum(1 for k in keys if str(k).startswith("load-")) >= 10:
+                    workers[w].kill()
+                    killed = w
+                    break
+            time.sleep(0.01)
+        assert killed is not None and t.is_alive(), "the build finished before a worker died"
+        t.join(180)
+        assert not t.is_alive()
+    assert [r.ok for r in result] == [True, True], [r.error for r in result]
+    smap = ShardMap()
+    for w in (T0, T0 + W):
+        mr, tr = chunk_table(Store(ref_cfg), SHARD, w)
+        mo, to = chunk_table(Store(out_cfg), SHARD, w)
+        assert rows_of(to) == rows_of(tr) == expected(gens, SHARD, smap, w)
+        assert [f.sha256 for f in mo.files] == [f.sha256 for f in mr.files]
+        assert len(mo.files) > 1

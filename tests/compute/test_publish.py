@@ -1,0 +1,124 @@
+"""Rebuilds, concurrent readers, failing chunks, `tailor build` exit codes, `tailor read`."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+from distributed import Client
+
+from tailor import layout
+from tailor.cli import main
+from tailor.compute import build, reader
+from tailor.compute.publish import read_manifest
+from tailor.config import BuildConfig, StoreConfig
+from tailor.shards import ShardMap
+from tailor.storage import Store
+
+from .rawgen import T0, W, expected, mixed_payloads, rows_of, write_object
+from .test_build import SHARD, chunk_table
+
+SMAP = ShardMap()
+
+
+def test_rebuild_identical_and_reader_sees_complete_chunks(client: Client, raw_store: StoreConfig,
+                                                           out_store: StoreConfig) -> None:
+    raw, out = Store(raw_store), Store(out_store)
+    gens = mixed_payloads(seed=21, n_payloads=80)
+    write_object(raw, SHARD, gens[:40])
+    cfg = BuildConfig(raw=raw_store, out=out_store, shards=[SHARD], windows=[T0],
+                      rows_per_partition=400, range_bytes=8192)
+    r1 = build.build_chunks(client, cfg, [(SHARD, T0)])[0]
+    assert r1.ok, r1.error
+    rows_a = rows_of(chunk_table(out, SHARD, T0)[1])
+    assert rows_a == expected(gens[:40], SHARD, SMAP, T0)
+    write_object(raw, SHARD, gens[40:])  # new input: the rebuild differs
+    rows_b = expected(gens, SHARD, SMAP, T0)
+    assert rows_b != rows_a
+
+    seen: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read_loop() -> None:
+        for _ in range(10_000):
+            if stop.is_set():
+                return
+            try:
+                got = rows_of(chunk_table(out, SHARD, T0)[1])
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+                return
+            seen.append("a" if got == rows_a else "b" if got == rows_b else "mix")
+
+    t = threading.Thread(target=read_loop)
+    t.start()
+    try:
+        r2 = build.build_chunks(client, cfg, [(SHARD, T0)])[0]
+    finally:
+        stop.set()
+        t.join(60)
+    assert r2.ok, r2.error
+    assert not errors, errors
+    assert seen and "mix" not in seen
+    assert rows_of(chunk_table(out, SHARD, T0)[1]) == rows_b
+
+    # Same inputs again: identical rows, a new attempt; only two generations stay.
+    r3 = build.build_chunks(client, cfg, [(SHARD, T0)])[0]
+    assert r3.ok and r3.manifest is not None and r2.manifest is not None
+    assert r3.manifest.attempt != r2.manifest.attempt
+    assert rows_of(chunk_table(out, SHARD, T0)[1]) == rows_b
+    assert [f.sha256 for f in r3.manifest.files] == [f.sha256 for f in r2.manifest.files]
+    parts = [k for k in out.list(layout.chunk_dir(SHARD, T0) + "/") if k.endswith(".parquet")]
+    attempts = {k.rsplit("/", 1)[1][len("part-"):].rsplit("-", 1)[0] for k in parts}
+    assert attempts == {r2.manifest.attempt, r3.manifest.attempt}
+
+
+def test_failing_chunk_does_not_stop_others(client: Client, tmp_path: Path) -> None:
+    raw_cfg, out_cfg = StoreConfig(url=str(tmp_path / "raw")), StoreConfig(url=str(tmp_path / "o"))
+    raw = Store(raw_cfg)
+    gens = mixed_payloads(seed=4, n_payloads=20)
+    write_object(raw, SHARD, gens)
+    # a damaged index record in the second window's hours
+    raw.put(layout.index_key(SHARD, T0 + W + 3600, "broken"), b"{not json")
+    cfg = BuildConfig(raw=raw_cfg, out=out_cfg, shards=[SHARD], windows=[T0, T0 + W],
+                      scheduler=client.scheduler.address)
+    res = build.build_chunks(client, cfg, [(SHARD, T0), (SHARD, T0 + W)])
+    assert res[0].ok and not res[1].ok
+    assert res[1].error is not None and "broken" in res[1].error
+    assert read_manifest(Store(out_cfg), SHARD, T0 + W) is None
+    # the CLI entry: exit 1, the failed chunk named
+    assert build.run(cfg) == 1
+    ok_cfg = cfg.model_copy(update={"windows": [T0]})
+    assert build.run(ok_cfg) == 0
+
+
+def test_cli_read_formats(client: Client, tmp_path: Path) -> None:
+    raw_cfg, out_cfg = StoreConfig(url=str(tmp_path / "raw")), StoreConfig(url=str(tmp_path / "o"))
+    gens = mixed_payloads(seed=8)
+    write_object(Store(raw_cfg), SHARD, gens)
+    cfg = BuildConfig(raw=raw_cfg, out=out_cfg, shards=[SHARD], windows=[T0, T0 + W])
+    assert all(r.ok for r in build.build_chunks(client, cfg, [(SHARD, T0), (SHARD, T0 + W)]))
+    exp = expected(gens, SHARD, SMAP, T0) + expected(gens, SHARD, SMAP, T0 + W)
+    org, met, ctx = exp[5][:3]
+    want = [r for r in exp if r[:3] == (org, met, ctx)]
+    args = ["read", "--out", out_cfg.url, "--org", str(org), "--metric", str(met),
+            "--context", str(ctx)]
+    runner = CliRunner()
+    res = runner.invoke(main, [*args, "--format", "parquet"])
+    assert res.exit_code == 0, res.output
+    assert rows_of(pq.read_table(io.BytesIO(res.stdout_bytes))) == want
+    res = runner.invoke(main, [*args, "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    t = pacsv.read_csv(io.BytesIO(res.stdout_bytes))
+    assert t.column("ts").to_pylist() == [r[3] for r in want]
+    res = runner.invoke(main, [*args, "--from", str(T0), "--to", str(T0 + W)])
+    assert res.exit_code == 0, res.output
+    assert f"({len([r for r in want if r[3] < T0 + W])} rows)" in res.output
+    # the lookup: exactly one file per chunk is opened for one series
+    refs = reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, T0, T0 + 2 * W, W)
+    assert len(refs) <= 2 and len({r.manifest.window for r in refs}) == len(refs)

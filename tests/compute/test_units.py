@@ -1,0 +1,133 @@
+"""Pure cores: planning, range scanning, decoding invalid payloads, merge determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zstandard
+
+from tailor import framing, payload
+from tailor.compute import merge
+from tailor.compute.decode import Points, decode_range
+from tailor.compute.plan import ReadTask, plan_chunk, split_ranges
+from tailor.compute.read import scan_owned
+from tailor.records import ObjectRecord
+from tailor.shards import ShardMap
+
+from .rawgen import T0, Gen, W, frame_of, mixed_payloads
+
+SMAP = ShardMap()
+
+
+def _rec(key: str, orgs: list[int], size: int = 1000, min_ts: int = T0) -> ObjectRecord:
+    return ObjectRecord(key=key, shard="org-mod-7", batch_id=key, bytes=size, payloads=1,
+                        points=10, min_ts=min_ts, max_ts=min_ts + 10, min_intake_ns=0,
+                        max_intake_ns=0, topics=["t"], offsets=[], orgs=orgs,
+                        hours={"2026-01-01T00": 10}, written_ns=0)
+
+
+def test_plan_dedupes_filters_and_splits() -> None:
+    recs = [(_rec("b", [7]), None), (_rec("a", [7], 2500), None), (_rec("b", [7]), None),
+            (_rec("c", [71]), 1989), (_rec("d", [1989]), 1989), (_rec("e", [7], min_ts=0), None)]
+    p = plan_chunk("org-mod-7", T0, W, recs, range_bytes=1000, rows_per_partition=15)
+    assert [(t.key, t.start, t.end) for t in p.tasks] == [
+        ("a", 0, 1000), ("a", 1000, 2000), ("a", 2000, 2500), ("b", 0, 1000), ("d", 0, 1000)]
+    assert [i.key for i in p.inputs] == ["a", "b", "d"]
+    assert p.est_points == 30 and p.partitions == 2
+    assert split_ranges("k", 0, 10) == []
+
+
+def _frames(n: int, seed: int = 0) -> tuple[bytes, list[Gen]]:
+    gens = mixed_payloads(seed, n_payloads=n, per_payload=20)[:n]
+    return b"".join(frame_of(g, i) for i, g in enumerate(gens)), gens
+
+
+@pytest.mark.parametrize("rb", [1, 53, 700, 4096, 10**9])
+def test_ranges_cover_each_frame_once(rb: int) -> None:
+    data, _gens = _frames(15)
+    data = data[:200] + b"\x89TRF junk" + data[200:]  # junk inside a body is corruption too
+    got: list[int] = []
+    bad: list[int] = []
+    for t in split_ranges("k", len(data), max(rb, 1)):
+        rr = scan_owned(lambda a, b: data[a:b], t)
+        got += [rr.base + int(x) for x in rr.ints[:, framing.F_POS]]
+        bad += [int(x) for x in rr.corrupt]
+    ref = scan_owned(lambda a, b: data[a:b], ReadTask("k", 0, len(data), len(data)))
+    assert got == [int(x) for x in ref.ints[:, framing.F_POS]]
+    assert len(got) == 14 and len(bad) >= 1 and bad == [int(x) for x in ref.corrupt]
+
+
+def test_truncated_object_tail_is_corrupt() -> None:
+    data, _ = _frames(3)
+    data = data[:-10]
+    rr = scan_owned(lambda a, b: data[a:b], ReadTask("k", 0, len(data), len(data)))
+    assert len(rr.ints) == 2 and len(rr.corrupt) == 1
+
+
+def test_decode_reports_invalid_payloads_and_keeps_neighbours() -> None:
+    rng = np.random.default_rng(0)
+    pts = np.zeros(4, payload.RECORD_DTYPE)
+    pts["ts"] = T0 + rng.integers(0, 100, 4)
+    good = Gen(7, 10, pts)
+    bad_magic = zstandard.ZstdCompressor().compress(b"XXXX" + bytes(20))
+    bad_zstd = b"\x28\xb5\x2f\xfd" + bytes(30)
+    frames = [frame_of(good, 0)]
+    for body in (bad_magic, bad_zstd):
+        frames.append(framing.encode_frame(body, raw_len=24, org_id=7, n_points=0, intake_ns=1,
+                                           offset=1, partition=0))
+    frames.append(frame_of(Gen(7, 11, pts), 2))
+    frames.append(frame_of(Gen(135, 12, pts), 4))  # header org 135, frame org 7 below
+    raw = bytearray(b"".join(frames))
+    data = bytes(raw)
+    rr = scan_owned(lambda a, b: data[a:b], ReadTask("obj", 0, len(data), len(data)))
+    rr.ints[4, framing.F_ORG] = 7
+    out = decode_range(rr, "org-mod-7", SMAP, T0, T0 + W)
+    reasons = [r for _, _, r in out.invalid]
+    assert sorted(reasons) == sorted([payload.BAD_MAGIC, payload.NOT_ONE_FRAME,
+                                      payload.KEY_MISMATCH])
+    assert len(out) == 8 and set(out.intake_ns.tolist()) == {10, 11}
+
+
+def _pts(rows: list[tuple[int, int, int, int, float, int, int]]) -> Points:
+    a = list(zip(*rows, strict=True))
+    return Points(np.array(a[0], np.uint32), np.array(a[1], np.uint64), np.array(a[2], np.uint64),
+                  np.array(a[3], np.uint32), np.array(a[4], np.float64), np.array(a[5], np.uint64),
+                  np.array(a[6], np.uint32))
+
+
+def test_sort_dedup_winner_rule_is_order_independent() -> None:
+    big = 2**64 - 1
+    rows = [(1, big, 5, 10, 1.0, 100, 0), (1, big, 5, 10, 2.0, 100, 3), (1, big, 5, 10, 3.0, 99, 9),
+            (1, 2**63, 5, 10, 4.0, 1, 0), (0, big, big, 2**32 - 1, float("nan"), 1, 0),
+            (1, big, 5, 0, 5.0, 1, 0), (1, big, 5, 10, 2.0, 100, 3)]
+    rng = np.random.default_rng(0)
+    results = []
+    for _ in range(5):
+        perm = rng.permutation(len(rows))
+        out, dups = merge.sort_dedup([_pts([rows[i] for i in perm])])
+        assert dups == 3
+        results.append((out.org.tolist(), out.metric.tolist(), out.ctx.tolist(), out.ts.tolist(),
+                        out.value.view(np.uint64).tolist()))
+    assert all(r == results[0] for r in results)
+    org, met, ctx, ts, _ = results[0]
+    assert list(zip(org, met, ctx, ts, strict=True)) == [
+        (0, big, big, 2**32 - 1), (1, 2**63, 5, 10), (1, big, 5, 0), (1, big, 5, 10)]
+    assert np.array(results[0][4], np.uint64).view(np.float64)[3] == 2.0
+
+
+def test_split_keeps_series_whole_and_ordered() -> None:
+    rng = np.random.default_rng(1)
+    n = 5000
+    p = Points(rng.integers(0, 3, n).astype(np.uint32),
+               rng.integers(0, 2**64, n, dtype=np.uint64) % np.uint64(40),
+               np.full(n, 2**63, np.uint64), rng.integers(0, 9, n).astype(np.uint32),
+               rng.standard_normal(n), np.zeros(n, np.uint64), np.zeros(n, np.uint32))
+    spl = merge.choose_splitters([merge.sample(p, 7)], 4)
+    pieces = merge.split(p, spl, 4)
+    assert sum(len(x) for x in pieces) == n and len(pieces) == 4
+    keys = [set(zip(x.org.tolist(), x.metric.tolist(), strict=True)) for x in pieces]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not keys[a] & keys[b]
+            if keys[a] and keys[b]:
+                assert max(keys[a]) < min(keys[b])
