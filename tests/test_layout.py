@@ -1,0 +1,74 @@
+"""tailor.layout: stamps, window arithmetic and object keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from tailor import layout as L
+from tailor.errors import ConfigError
+
+T0 = 1767225600  # 2026-01-01T00:00:00Z
+
+
+def test_stamps() -> None:
+    assert L.stamp(T0) == "2026-01-01T00" and L.stamp(T0 + 5 * 3600 + 3599) == "2026-01-01T05"
+    assert L.parse_stamp("2026-01-01T05") == T0 + 5 * 3600
+    assert L.stamp(0) == "1970-01-01T00" and L.parse_stamp("1970-01-01T00") == 0
+    for t in (0, T0, 2**32 - 3600, 1_800_000_000):
+        h = t - t % 3600
+        assert L.parse_stamp(L.stamp(t)) == h
+
+
+@pytest.mark.parametrize("text", ["2026-01-01", "2026-01-01T5", "2026-01-01T05:00",
+                                  "2026-01-01 05", "x", "", "2026-01-01T05Z"])
+def test_malformed_stamp(text: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        L.parse_stamp(text)
+    assert repr(text) in str(ei.value) and ei.value.fix
+
+
+@pytest.mark.parametrize("text", ["2026-02-30T00", "2026-13-01T00", "2026-01-01T24"])
+def test_impossible_stamp(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a real date"):
+        L.parse_stamp(text)
+
+
+def test_windows() -> None:
+    assert L.window_start(T0 + 4 * 3600 + 5) == T0 + 4 * 3600
+    assert L.window_start(T0 + 3599, 3600) == T0
+    assert L.parse_window("2026-01-01T04") == T0 + 4 * 3600
+    assert L.parse_window("2026-01-01T05", 3600) == T0 + 5 * 3600
+    with pytest.raises(ConfigError) as ei:
+        L.parse_window("2026-01-01T05")
+    assert "not aligned" in str(ei.value) and "2026-01-01T04" in str(ei.value)
+    assert L.parse_windows("2026-01-01T00..2026-01-02T00") == [T0 + i * 4 * 3600 for i in range(6)]
+    # FROM rounds up to the next window start; TO is exclusive
+    assert L.parse_windows("2026-01-01T01..2026-01-01T09") == [T0 + 4 * 3600, T0 + 8 * 3600]
+    assert L.parse_windows("2026-01-01T01..2026-01-01T02") == []
+    assert L.hours(T0 + 4 * 3600) == [T0 + (4 + i) * 3600 for i in range(4)]
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("2026-01-02T00..2026-01-01T00", "empty"),
+    ("2026-01-01T00..2026-01-01T00", "empty"),
+    ("2026-01-01T00", "FROM..TO"),
+    ("2026-01-01T00...2026-01-02T00", "TO"),
+    ("x..2026-01-02T00", "FROM"),
+])
+def test_bad_windows(text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as ei:
+        L.parse_windows(text)
+    assert ei.value.fix
+
+
+def test_keys() -> None:
+    assert L.chunk_dir("org-mod-3", T0) == "org-mod-3/2026-01-01T00"
+    assert L.manifest_key("org-1989", T0) == "org-1989/2026-01-01T00/_manifest.json"
+    assert L.part_key("org-1", T0, "a1", 7) == "org-1/2026-01-01T00/part-a1-00007.parquet"
+    k = L.object_key("org-mod-1", "b-1")
+    assert k.startswith("objects/") and k.endswith("/org-mod-1/b-1.tlr")
+    assert k == L.object_key("org-mod-1", "b-1") and len(L.batch_prefix("b-1")) == 4
+    assert L.index_key("s", T0, "b") == "index/s/2026-01-01T00/b.json"
+    q = L.quarantine_key("t", 2, 5, 10, "b")
+    assert q == f"quarantine/t/2/{5:020d}-{10:020d}-b.jsonl"
+    assert L.watermark_key("g", "t", 3) == "watermarks/g/t/3.json"
