@@ -21,6 +21,7 @@ from tailor import payload as P
 from tailor import synth
 from tailor.config import ProduceConfig
 from tailor.errors import TailorError
+from tailor.shards import load as load_shards
 
 MAX_IN_FLIGHT: Final = 2000  # sends not yet acknowledged
 CONNECT_TIMEOUT_S: Final = 20.0
@@ -175,9 +176,11 @@ def run(cfg: ProduceConfig) -> ProduceReport:
     """Generate, send and (with ``cfg.expected``) write the expected outcome.
 
     Blocks until every record is acknowledged.  Raises :class:`TailorError`
-    when the broker does not answer or a topic is too small, ``OSError`` when
+    when the broker does not answer or a topic is too small, :class:`ConfigError`
+    for a bad ``cfg.shards_file`` (before anything is sent), ``OSError`` when
     the expected directory cannot be written.
     """
+    load_shards(cfg.shards_file)  # a bad shards file is a ConfigError before any sending
     g0 = time.monotonic()
     stream = synth.generate(cfg)
     gen_s = time.monotonic() - g0
