@@ -1,0 +1,105 @@
+"""One timed ``tailor build`` in a process of its own (``python -m benchmarks.buildrun``).
+
+The process starts a ``LocalCluster`` (its scheduler lives in this process,
+each worker is a child process), optionally builds a tiny warm-up store (numba
+compile and cache loads are not part of the measurement), then times
+``tailor.compute.build.run`` over every shard and window and prints one JSON
+document: seconds, exit code, peak RSS per process, and the build's stage
+timers from Dask's fine performance metrics (``context_meter`` labels
+summed over workers).  Cluster start-up is reported, not timed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+from benchmarks.memory import RssSampler
+
+
+def _metrics(client: Any) -> dict[tuple[Any, ...], float]:
+    def get(dask_scheduler: Any) -> list[tuple[list[Any], float]]:
+        return [(list(k) if isinstance(k, tuple) else [k], float(v))
+                for k, v in dask_scheduler.cumulative_worker_metrics.items()]
+
+    return {tuple(k): v for k, v in client.run_on_scheduler(get)}
+
+
+def stage_seconds(before: dict[tuple[Any, ...], float],
+                  after: dict[tuple[Any, ...], float]) -> dict[str, float]:
+    """Seconds per activity label (``execute`` keys, summed over task prefixes)."""
+    out: dict[str, float] = defaultdict(float)
+    for k, v in after.items():
+        if len(k) == 4 and k[0] == "execute" and k[3] == "seconds":
+            d = v - before.get(k, 0.0)
+            if d:
+                out[str(k[2])] += d
+    return dict(out)
+
+
+def _build(raw: str, out: str, shards: list[str], windows: list[int], address: str) -> int:
+    from tailor.compute.build import run
+    from tailor.config import BuildConfig, StoreConfig
+
+    cfg = BuildConfig(raw=StoreConfig(url=raw), out=StoreConfig(url=out), shards=shards,
+                      windows=windows, scheduler=address)
+    return int(run(cfg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.buildrun")
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--windows", required=True, help="comma list of window starts (Unix s)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--warmup-raw", default=None)
+    ap.add_argument("--json", required=True, help="write the result here")
+    a = ap.parse_args(argv)
+
+    from distributed import Client, LocalCluster
+
+    from tailor.shards import ShardMap
+
+    shards = ShardMap().all_shards()
+    windows = [int(w) for w in a.windows.split(",")]
+    res: dict[str, Any] = {}
+    with RssSampler({os.getpid(): "scheduler+client"}) as mem:
+        t0 = time.perf_counter()
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=a.workers, threads_per_worker=a.threads, processes=True,
+            dashboard_address=None, host="127.0.0.1")
+        client = Client(cluster)  # type: ignore[no-untyped-call]
+        res["cluster_start_s"] = time.perf_counter() - t0
+        try:
+            if a.warmup_raw:
+                wout = a.out.rstrip("/") + "-warmup"
+                t0 = time.perf_counter()
+                _build(a.warmup_raw, wout, shards, windows, cluster.scheduler_address)
+                res["warmup_s"] = time.perf_counter() - t0
+                shutil.rmtree(wout, ignore_errors=True)
+            before = _metrics(client)
+            mem.reset()  # peaks of the timed build only
+            t0 = time.perf_counter()
+            rc = _build(a.raw, a.out, shards, windows, cluster.scheduler_address)
+            res["seconds"] = time.perf_counter() - t0
+            res["exit_code"] = rc
+            mem.sample()
+            res["stages"] = stage_seconds(before, _metrics(client))
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+            cluster.close()
+    res["peaks"] = [{"label": p.label, "pid": p.pid, "rss": p.rss} for p in mem.peaks()]
+    with open(a.json, "w") as f:
+        json.dump(res, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

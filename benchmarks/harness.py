@@ -1,0 +1,620 @@
+"""``python -m benchmarks``: Tailor side by side with its peers (issue 5).
+
+Steps, all in one run so that every ratio compares numbers measured together:
+
+1. dataset: ``tailor.synth.generate`` (default 10M points, 2 windows, 64 shards);
+   its valid payloads decoded once to one Parquet file of raw points for the peers;
+2. ingest: a Tansu broker, the records produced once, then per round one
+   ``tailor ingest`` into a fresh raw store and one bare aiokafka fetch loop;
+3. build: per round one ``tailor build`` (own process, LocalCluster of 2
+   single-threaded workers) and each peer on the decoded points; round 1's
+   outputs are checked against the synth oracle before any time counts;
+4. size, memory, stages; optionally the 10× dataset (``--scale10``) and a py-spy
+   profile of one build (``--profile``);
+5. ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks import dataset, gorilla, peers, verify
+from benchmarks.stats import Runs, fmt_ratio, mib, ratio
+from tailor import layout
+
+TOPICS = ("bench-points-0", "bench-points-1")
+PARTITIONS = 4
+PEERS = ("duckdb", "polars", "spark")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- dataset --------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    points_target: int
+    records: list[Any]
+    valid: list[dataset.Valid]
+    invalid: int
+    reference: dict[verify.ChunkKey, Any]
+    windows: list[int]
+    raw_points: str
+    points: int
+    payload_bytes: int
+    record_bytes: int
+    gen_s: float
+
+
+def synth(points: int, seed: int) -> Any:
+    from tailor.config import ProduceConfig
+    from tailor.synth import generate
+
+    cfg = ProduceConfig(brokers="127.0.0.1:9", topics=list(TOPICS), partitions=PARTITIONS,
+                        points=points, seed=seed)
+    return generate(cfg)
+
+
+def reference_chunks(s: Any) -> dict[verify.ChunkKey, Any]:
+    return {(verify.shard_number(sh), int(ws)): t for (sh, ws), t in s.expected().items()}
+
+
+def prepare(points: int, seed: int, work: Path, tag: str) -> Prepared:
+    t0 = time.perf_counter()
+    s = synth(points, seed)
+    records = list(s.records)
+    gen_s = time.perf_counter() - t0
+    valid, invalid = dataset.valid_payloads(records)
+    ref = reference_chunks(s)
+    raw_points = str(work / f"points-{tag}.parquet")
+    n = dataset.write_raw_points(valid, raw_points)
+    windows = sorted({ws for _, ws in ref})
+    return Prepared(points, records, valid, invalid, ref, windows, raw_points, n,
+                    sum(len(v.value) for v in valid),
+                    sum(len(r.value or b"") for r in records), gen_s)
+
+
+def write_direct(prep: Prepared, raw_dir: str) -> int:
+    from tailor.config import StoreConfig
+    from tailor.shards import ShardMap
+    from tailor.storage import Store
+
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    return dataset.write_raw_objects(prep.valid, Store(StoreConfig(url=raw_dir)), ShardMap())
+
+
+# -- build ----------------------------------------------------------------------------
+
+
+@dataclass
+class BuildRun:
+    seconds: float
+    exit_code: int
+    stages: dict[str, float]
+    peaks: list[dict[str, Any]]
+    cluster_start_s: float
+
+
+def tailor_build(raw: str, out: str, windows: list[int], warmup_raw: str | None,
+                 work: Path, *, workers: int = 2, profile: str | None = None) -> BuildRun:
+    shutil.rmtree(out, ignore_errors=True)
+    res_path = work / f"buildrun-{uuid.uuid4().hex[:8]}.json"
+    cmd = [sys.executable, "-m", "benchmarks.buildrun", "--raw", raw, "--out", out,
+           "--windows", ",".join(map(str, windows)), "--workers", str(workers),
+           "--json", str(res_path)]
+    if warmup_raw:
+        cmd += ["--warmup-raw", warmup_raw]
+    if profile:
+        pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        cmd = [pyspy, "record", "--subprocesses", "--rate", "50", "--format", "raw",
+               "-o", profile, "--", *cmd]
+    with open(work / "build.log", "ab") as logf:
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=3600,
+                              cwd=str(Path(__file__).resolve().parent.parent), check=False)
+    if proc.returncode != 0 or not res_path.exists():
+        raise RuntimeError(f"build run failed (exit {proc.returncode}); see {work / 'build.log'}")
+    doc = json.loads(res_path.read_text())
+    res_path.unlink()
+    return BuildRun(doc["seconds"], doc["exit_code"], doc.get("stages", {}), doc["peaks"],
+                    doc.get("cluster_start_s", 0.0))
+
+
+# -- results --------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    args: dict[str, Any]
+    command: str
+    dataset: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Runs] = field(default_factory=dict)
+    build_notes: list[str] = field(default_factory=list)
+    checks: dict[str, verify.Check] = field(default_factory=dict)
+    stages: dict[str, Runs] = field(default_factory=dict)
+    ingest: dict[str, dict[str, Runs]] = field(default_factory=dict)
+    ingest_notes: list[str] = field(default_factory=list)
+    size: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, dict[str, Runs]] = field(default_factory=dict)
+    scale10: dict[str, Any] = field(default_factory=dict)
+    profile: list[tuple[str, float]] = field(default_factory=list)
+    profile_inclusive: list[tuple[str, float]] = field(default_factory=list)
+    profile_note: str = ""
+    load: list[float] = field(default_factory=list)
+
+
+def _mem(res: Results, scale: str, run: BuildRun) -> None:
+    m = res.memory.setdefault(scale, {})
+    for p in run.peaks:
+        if p["label"] in ("resource-tracker", "other"):
+            continue
+        m.setdefault(p["label"], Runs()).add(p["rss"])
+
+
+# -- the run --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=10_000_000, help="points at 1× (default 10M)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per system (≥3 for medians)")
+    ap.add_argument("--scale10", action="store_true", help="also build 10× the points")
+    ap.add_argument("--runs10", type=int, default=3, help="timed builds at 10×")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="/tmp/tailor-bench", help="scratch directory (replaced)")
+    ap.add_argument("--raw-via", choices=("ingest", "direct"), default="ingest",
+                    help="raw objects from the real ingest (default) or written directly")
+    ap.add_argument("--no-ingest", action="store_true", help="skip the ingest benchmark")
+    ap.add_argument("--no-spark", action="store_true", help="skip PySpark")
+    ap.add_argument("--spark-runs", type=int, default=None, help="PySpark runs (default --runs)")
+    ap.add_argument("--profile", action="store_true", help="py-spy one extra 1× build")
+    ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    a = ap.parse_args(argv)
+
+    work = Path(a.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    res = Results(vars(a), "python -m benchmarks " + " ".join(argv if argv is not None
+                                                                  else sys.argv[1:]))
+    res.load.append(os.getloadavg()[0])
+    run_all(a, work, res)
+    res.load.append(os.getloadavg()[0])
+    Path(a.results).write_text(render(res))
+    log(f"wrote {a.results}")
+    failed = [c for c in res.checks.values() if not c.ok and c.name == "tailor"]
+    return 1 if failed else 0
+
+
+def run_all(a: argparse.Namespace, work: Path, res: Results) -> None:
+    log(f"dataset: {a.points:,} points")
+    prep = prepare(a.points, a.seed, work, "1x")
+    res.dataset = {
+        "points_target": a.points, "records": len(prep.records), "valid": len(prep.valid),
+        "invalid": prep.invalid, "points": prep.points, "payload_bytes": prep.payload_bytes,
+        "record_bytes": prep.record_bytes, "gen_s": prep.gen_s,
+        "rows": sum(t.num_rows for t in prep.reference.values()),
+        "chunks": sum(1 for t in prep.reference.values() if t.num_rows),
+        "windows": [layout.stamp(w) for w in prep.windows],
+        "raw_points_bytes": os.path.getsize(prep.raw_points),
+    }
+    log(f"dataset: {len(prep.records):,} records, {prep.points:,} points, "
+        f"{res.dataset['rows']:,} S-file rows")
+
+    warm = synth(20_000, a.seed + 1)
+    warm_valid, _ = dataset.valid_payloads(list(warm.records))
+    warm_raw = str(work / "raw-warmup")
+    from tailor.config import StoreConfig
+    from tailor.shards import ShardMap
+    from tailor.storage import Store
+    dataset.write_raw_objects(warm_valid, Store(StoreConfig(url=warm_raw)), ShardMap())
+
+    raw_dirs: list[str] = []
+    if a.raw_via == "ingest" or not a.no_ingest:
+        raw_dirs = ingest_bench(a, prep, work, res)
+    if a.raw_via == "direct":
+        for d in raw_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        raw_dirs = []
+    if not raw_dirs:
+        raw = str(work / "raw-direct")
+        n = write_direct(prep, raw)
+        res.build_notes.append(f"raw objects written directly by the harness ({n} objects; "
+                               "same framing and index records as ingest)")
+        raw_dirs = [raw]
+    else:
+        res.build_notes.append("raw objects from the real `tailor ingest` run of round 1")
+    build_bench(a, prep, raw_dirs[0], warm_raw, work, res)
+    size_bench(prep, work, res)
+    if a.profile:
+        profile_build(prep, raw_dirs[0], warm_raw, work, res)
+    if a.scale10:
+        del prep
+        scale10(a, work, warm_raw, res)
+
+
+def ingest_bench(a: argparse.Namespace, prep: Prepared, work: Path, res: Results) -> list[str]:
+    from benchmarks import kafka
+    from benchmarks.ingestrun import run_ingest
+    from tailor import services
+
+    raw_dirs: list[str] = []
+    b = services.start_broker(str(work / "tansu.log"))
+    try:
+        import asyncio
+        asyncio.run(services.create_topics(b.bootstrap, list(TOPICS), PARTITIONS))
+        t0 = time.perf_counter()
+        kafka.produce(b.bootstrap, prep.records)
+        log(f"produced {len(prep.records):,} records in {time.perf_counter() - t0:.1f} s")
+        if a.no_ingest:
+            r = run_ingest(b.bootstrap, TOPICS, str(work / "raw-ingest-0"), "bench-0",
+                           len(prep.records), log_path=str(work / "ingest.log"))
+            if not r.complete:
+                res.build_notes.append(f"tailor ingest consumed only {r.consumed:,} of "
+                                       f"{r.total:,} records")
+                return []
+            return [str(work / "raw-ingest-0")]
+        ing = res.ingest.setdefault("tailor ingest", {})
+        bare = res.ingest.setdefault("bare aiokafka fetch", {})
+        for i in range(a.runs):
+            raw = str(work / f"raw-ingest-{i}")
+            r = run_ingest(b.bootstrap, TOPICS, raw, f"bench-{uuid.uuid4().hex[:8]}",
+                           len(prep.records), log_path=str(work / "ingest.log"))
+            if r.exit_code != 0:
+                res.ingest_notes.append(f"round {i + 1}: tailor ingest exited {r.exit_code}")
+            if not r.complete:
+                res.ingest_notes.append(
+                    f"round {i + 1}: tailor ingest INCOMPLETE: consumed {r.consumed:,} of "
+                    f"{r.total:,} records before going idle (the bare loop reads them all); "
+                    "its raw store is not used for the build")
+            for k, v in (("MB/s", r.mb_per_s), ("payloads/s", r.payloads_per_s),
+                         ("seconds", r.seconds), ("end-to-end s", r.end_to_end_s),
+                         ("peak RSS", r.peak_rss)):
+                ing.setdefault(k, Runs()).add(v)
+            f = kafka.bare_fetch(b.bootstrap, TOPICS)
+            for k, v in (("MB/s", f.mb_per_s), ("payloads/s", f.payloads_per_s),
+                         ("seconds", f.seconds)):
+                bare.setdefault(k, Runs()).add(v)
+            log(f"ingest round {i + 1}: tailor {r.mb_per_s:.1f} MB/s "
+                f"({r.payloads_per_s:,.0f}/s, {r.consumed:,}/{r.total:,} records), "
+                f"bare {f.mb_per_s:.1f} MB/s ({f.total_records:,} records)")
+            if r.complete:
+                raw_dirs.append(raw)
+            else:
+                shutil.rmtree(raw, ignore_errors=True)
+        for extra in raw_dirs[1:]:
+            shutil.rmtree(extra, ignore_errors=True)
+        res.memory.setdefault("1×", {})["ingester"] = ing["peak RSS"]
+    finally:
+        b.close()
+    return raw_dirs[:1]
+
+
+def build_bench(a: argparse.Namespace, prep: Prepared, raw: str, warm_raw: str, work: Path,
+                res: Results) -> None:
+    spark_why = "skipped (--no-spark)" if a.no_spark else peers.spark_missing()
+    systems = ["tailor", "duckdb", "polars"] + ([] if spark_why else ["spark"])
+    if spark_why:
+        res.build_notes.append(f"PySpark: {spark_why}")
+    spark: Any = None
+    con = peers.duckdb_connect()
+    if "spark" in systems:
+        spark = peers.spark_session(psutil.cpu_count() or 2)
+        spark.sparkContext.setLogLevel("ERROR")
+        # warm the JVM on a tiny input, as Tailor's build is warmed
+        peers.run_spark(peers.Job(_tiny_points(prep, work), str(work / "spark-warm")), spark)
+    spark_runs = a.spark_runs if a.spark_runs is not None else a.runs
+    try:
+        for i in range(a.runs):
+            for name in systems:
+                if name == "spark" and i >= spark_runs:
+                    continue
+                out = str(work / f"out-{name}")
+                t0 = time.perf_counter()
+                if name == "tailor":
+                    br = tailor_build(raw, out, prep.windows, warm_raw, work)
+                    secs = br.seconds
+                    if br.exit_code != 0:
+                        res.build_notes.append(f"round {i + 1}: tailor build exit {br.exit_code}")
+                    for st, v in br.stages.items():
+                        res.stages.setdefault(st, Runs()).add(v)
+                    _mem(res, "1×", br)
+                else:
+                    job = peers.Job(prep.raw_points, out)
+                    if name == "duckdb":
+                        peers.run_duckdb(job, con)
+                    elif name == "polars":
+                        peers.run_polars(job)
+                    else:
+                        peers.run_spark(job, spark)
+                    secs = time.perf_counter() - t0
+                if i == 0:
+                    files = (verify.tailor_files(out) if name == "tailor"
+                             else verify.hive_files(out))
+                    chk = verify.compare(name, files, prep.reference,
+                                         exact_nan=name == "tailor")
+                    res.checks[name] = chk
+                    log(f"check {name}: {'OK' if chk.ok else 'FAILED'} {chk.chunks} chunks "
+                        f"{chk.rows:,} rows {chk.problems[:2]}")
+                    if name in ("tailor", "duckdb"):
+                        keep = work / f"keep-{name}"
+                        shutil.rmtree(keep, ignore_errors=True)
+                        shutil.copytree(out, keep)
+                res.build.setdefault(name, Runs()).add(secs)
+                log(f"build round {i + 1} {name}: {secs:.2f} s")
+                shutil.rmtree(out, ignore_errors=True)
+    finally:
+        if spark is not None:
+            spark.stop()
+        con.close()
+
+
+def _tiny_points(prep: Prepared, work: Path) -> str:
+    import pyarrow.parquet as pq
+
+    path = str(work / "points-tiny.parquet")
+    pf = pq.ParquetFile(prep.raw_points)
+    pq.write_table(pf.read_row_group(0).slice(0, 20_000), path)
+    return path
+
+
+def size_bench(prep: Prepared, work: Path, res: Results) -> None:
+    tfiles = verify.tailor_files(work / "keep-tailor")
+    dfiles = verify.hive_files(work / "keep-duckdb")
+    rows = sum(t.num_rows for t in prep.reference.values())
+    g = gorilla.GorillaSize(0, 0, 0)
+    for (_shard, ws), t in sorted(prep.reference.items()):
+        if not t.num_rows:
+            continue
+        t = verify.normalize(t)
+        org, metric, ctx, ts, val = (t.column(c).to_numpy() for c in verify.COLUMNS)
+        g = g + gorilla.encode_size(org, metric, ctx, ts, val, ws)
+    s_bytes = verify.files_bytes(tfiles)
+    res.size = {
+        "rows": rows, "series_blocks": g.series_blocks,
+        "tailor": s_bytes, "gorilla_streams": g.stream_bytes, "gorilla_keys": g.key_bytes,
+        "gorilla_total": g.total_bytes, "duckdb": verify.files_bytes(dfiles),
+        "tailor_files": sum(len(v) for v in tfiles.values()),
+    }
+    shutil.rmtree(work / "keep-duckdb", ignore_errors=True)
+
+
+def profile_build(prep: Prepared, raw: str, warm_raw: str, work: Path, res: Results) -> None:
+    from benchmarks.profile import inclusive, top_frames
+
+    out = str(work / "out-profile")
+    prof = str(work / "build.pyspy.txt")
+    try:
+        tailor_build(raw, out, prep.windows, warm_raw, work, profile=prof)
+    except (RuntimeError, OSError) as exc:
+        res.profile_note = f"py-spy profile failed: {exc}"
+        return
+    res.profile = top_frames(prof, 15)
+    res.profile_inclusive = inclusive(prof, r"\((decode|read|merge|encode|publish|build|"
+                                            r"plan|framing|payload)\.py\)", 15)
+    res.profile_note = f"py-spy record --subprocesses, on-CPU samples (raw stacks in {prof})"
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def scale10(a: argparse.Namespace, work: Path, warm_raw: str, res: Results) -> None:
+    n = a.points * 10
+    log(f"10× dataset: {n:,} points")
+    prep = prepare(n, a.seed, work, "10x")
+    raw = str(work / "raw-10x")
+    write_direct(prep, raw)
+    rows = sum(t.num_rows for t in prep.reference.values())
+    ref = prep.reference
+    windows = prep.windows
+    del prep
+    runs = Runs()
+    for i in range(a.runs10):
+        out = str(work / "out-10x")
+        br = tailor_build(raw, out, windows, warm_raw, work)
+        runs.add(br.seconds)
+        _mem(res, "10×", br)
+        if i == 0:
+            chk = verify.compare("tailor 10×", verify.tailor_files(out), ref)
+            res.checks["tailor 10×"] = chk
+            log(f"check tailor 10×: {'OK' if chk.ok else 'FAILED'} {chk.problems[:2]}")
+        log(f"10× build round {i + 1}: {br.seconds:.2f} s")
+        shutil.rmtree(out, ignore_errors=True)
+    res.scale10 = {"points": n, "rows": rows, "build": runs,
+                   "raw": "written directly by the harness (no Kafka at 10×)"}
+
+
+# -- RESULTS.md -----------------------------------------------------------------------
+
+
+def _machine() -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import dask
+    import duckdb
+    import polars
+
+    versions = [f"python {platform.python_version()}", f"dask {dask.__version__}",
+                f"duckdb {duckdb.__version__}", f"polars {polars.__version__}"]
+    try:
+        import pyspark
+        versions.append(f"pyspark {pyspark.__version__}")
+    except ImportError:
+        pass
+    return [f"- CPU: {cpu}, {psutil.cpu_count()} logical cores; "
+            f"RAM {psutil.virtual_memory().total / 2**30:.0f} GiB; {platform.platform()}",
+            f"- {', '.join(versions)}"]
+
+
+def render(res: Results) -> str:
+    d = res.dataset
+    L: list[str] = ["# Benchmarks: Tailor side by side with its peers", "",
+                    "Generated by `python -m benchmarks` (issue 5); do not edit by hand.", "",
+                    "## Command", "", f"    {res.command}", "",
+                    "(`make bench BENCH_ARGS='...'` runs the same.)", "", "## Machine", ""]
+    L += _machine()
+    L.append(f"- load average (1 min) at start / end: "
+             f"{' / '.join(f'{x:.2f}' for x in res.load)} (other users share this machine)")
+    L += ["", "## Dataset", ""]
+    if d:
+        L += [f"- `tailor.synth` seed {res.args['seed']}: {d['points_target']:,} points asked, "
+              f"{d['records']:,} Kafka records ({d['valid']:,} valid, {d['invalid']:,} invalid), "
+              f"{d['points']:,} points in valid payloads (duplicates included), "
+              f"{d['rows']:,} S-file rows in {d['chunks']} chunks",
+              f"- windows {', '.join(d['windows'])} (4 h), 64 shared shards; "
+              f"{d['payload_bytes'] / 1e6:.1f} MB of valid payloads (zstd), "
+              f"decoded points Parquet for the peers {d['raw_points_bytes'] / 1e6:.1f} MB",
+              f"- generation took {d['gen_s']:.1f} s (not timed in anything below)"]
+    L += ["", "## Correctness (before any time counts)", "",
+          "| system | chunks | rows | same rows as the oracle, sorted, unique |",
+          "|---|---|---|---|"]
+    for name, c in res.checks.items():
+        nan = (f" (but {c.nan_payload_rows} values lost their bits: NaN payload or -0.0 sign)"
+               if c.nan_payload_rows else "")
+        L.append(f"| {name} | {c.chunks} | {c.rows:,} | "
+                 f"{'yes' + nan if c.ok else 'NO: ' + '; '.join(c.problems[:3])} |")
+    L += ["", "Tailor is checked bit for bit (NaN payloads and -0.0 included, as contracts.md "
+          "asks); a peer that canonicalises such values (DuckDB's aggregation does) is noted, "
+          "not failed."]
+    L += ["", "## Build", "",
+          "Wall seconds from raw objects / decoded points to the per-shard/window sorted, "
+          "deduplicated Parquet output; median of the runs (min–max).  Tailor runs "
+          "`tailor.compute.build.run` against a warm LocalCluster (2 worker processes × "
+          "1 thread) and decodes zstd frames itself; the peers start from the decoded "
+          "points (decoding not counted).  Cluster / JVM start-up is excluded for all.", "",
+          "| system | runs | seconds | points/s (median) |", "|---|---|---|---|"]
+    pts = d.get("points", 0)
+    for name, r in res.build.items():
+        ok = res.checks.get(name)
+        flag = "" if ok is None or ok.ok else " (output WRONG: time does not count)"
+        L.append(f"| {name}{flag} | {r.n} | {r.fmt()} | "
+                 f"{pts / r.median:,.0f} |" if r.n else f"| {name} | 0 | – | – |")
+    L += [f"- {n}" for n in res.build_notes]
+    t = res.build.get("tailor")
+    if t and t.n:
+        fast = [res.build[p].median for p in ("duckdb", "polars") if p in res.build]
+        L += ["", "Ratios (peer median / Tailor median; > 1 means Tailor is faster):", ""]
+        for p in PEERS:
+            if p in res.build:
+                L.append(f"- vs {p}: {fmt_ratio(ratio(res.build[p].median, t.median))}")
+        if fast:
+            L.append(f"- vs the faster of DuckDB/Polars: "
+                     f"{fmt_ratio(ratio(min(fast), t.median))} (target ≥ 3×)")
+        if "spark" in res.build:
+            L.append(f"- vs PySpark: {fmt_ratio(ratio(res.build['spark'].median, t.median))} "
+                     "(target ≥ 15×)")
+    if res.stages:
+        L += ["", "## Build stages", "",
+              "Seconds per `context_meter` label summed over both workers (Dask fine "
+              "performance metrics, `execute` activities), per run: median (min–max).  "
+              "Worker-seconds: with 2 workers the wall time is about half the sum.", "",
+              "Tailor's own stages are the labels of tailor/metrics.py; the rest are Dask's: "
+              "`thread-cpu` / `thread-noncpu` is task time outside any Tailor meter, "
+              "`executor` / `other` is Dask overhead around tasks.", "",
+              "| stage | worker-seconds | share |", "|---|---|---|"]
+        from tailor.metrics import STAGES
+
+        total = sum(r.median for r in res.stages.values())
+        for st, r in sorted(res.stages.items(), key=lambda kv: -kv[1].median):
+            name = f"**{st}**" if st in STAGES else f"{st} (dask)"
+            L.append(f"| {name} | {r.fmt()} | {100 * ratio(r.median, total):.1f}% |")
+    if res.profile:
+        L += ["", "## Profile of one build (py-spy)", "", res.profile_note, "",
+              "| self time | function |", "|---|---|"]
+        L += [f"| {100 * share:.1f}% | `{fn}` |" for fn, share in res.profile]
+        if res.profile_inclusive:
+            L += ["", "Tailor functions by share of all samples they are on (inclusive):", "",
+                  "| inclusive | function |", "|---|---|"]
+            L += [f"| {100 * share:.1f}% | `{fn}` |" for fn, share in res.profile_inclusive]
+    if res.ingest:
+        L += ["", "## Ingest", "",
+              "Per round: one `tailor ingest --exit-when-idle` process (fresh consumer group, "
+              "fresh raw store: a local directory) and one bare aiokafka fetch loop "
+              "(`getmany`, no processing) over the same topics of one Tansu broker.  "
+              "Throughput from the first consumed records to the last (the records of the "
+              "first observation are not counted); MB are 10^6 bytes of zstd payloads "
+              "(valid payloads for ingest, every record for the bare loop).  "
+              "End-to-end: process start to clean exit (durable, committed) less the idle wait.",
+              "", "| system | MB/s | payloads/s | seconds | end-to-end s |",
+              "|---|---|---|---|---|"]
+        for name, m in res.ingest.items():
+            def f(k: str, unit: str = "", digits: int = 1, m: dict[str, Runs] = m) -> str:
+                return m[k].fmt(unit, digits) if k in m else "–"
+            L.append(f"| {name} | {f('MB/s')} | {f('payloads/s', '', 0)} | {f('seconds', 's', 2)} "
+                     f"| {f('end-to-end s', 's', 2)} |")
+        ti, bf = res.ingest.get("tailor ingest", {}), res.ingest.get("bare aiokafka fetch", {})
+        if "MB/s" in ti and "MB/s" in bf:
+            L.append("")
+            L.append(f"Ratio tailor ingest / bare fetch (MB/s medians): "
+                     f"{fmt_ratio(ratio(ti['MB/s'].median, bf['MB/s'].median))} "
+                     "(target ≥ 0.8×)")
+        L += [f"- {n}" for n in res.ingest_notes]
+    if res.size:
+        s = res.size
+        rows = s["rows"]
+        L += ["", "## Size", "",
+              f"Bytes per point over the {rows:,} S-file rows ({s['series_blocks']:,} "
+              "series × window blocks).  Gorilla: the paper's scheme per series and "
+              "window, each stream padded to a byte (benchmarks/gorilla.py); "
+              "\"+ keys\" adds the 20-byte series key per block that an S file also carries.",
+              "", "| encoding | bytes | bytes/point |", "|---|---|---|",
+              f"| Tailor S files ({s['tailor_files']} Parquet files) | {s['tailor']:,} | "
+              f"{s['tailor'] / rows:.3f} |",
+              f"| Gorilla streams only | {s['gorilla_streams']:,} | "
+              f"{s['gorilla_streams'] / rows:.3f} |",
+              f"| Gorilla + keys | {s['gorilla_total']:,} | {s['gorilla_total'] / rows:.3f} |",
+              f"| DuckDB default Parquet (same chunks) | {s['duckdb']:,} | "
+              f"{s['duckdb'] / rows:.3f} |", "",
+              f"- S files / Gorilla + keys: {fmt_ratio(ratio(s['tailor'], s['gorilla_total']))}; "
+              f"/ Gorilla streams only: {fmt_ratio(ratio(s['tailor'], s['gorilla_streams']))} "
+              "(target ≤ 1.0×)",
+              f"- S files / DuckDB default Parquet: "
+              f"{fmt_ratio(ratio(s['tailor'], s['duckdb']))}"]
+    if res.memory:
+        L += ["", "## Memory", "",
+              "Peak RSS per process (psutil, sampled every 50 ms), median over runs of the "
+              "largest process of each role.  scheduler+client: the build process "
+              "(LocalCluster scheduler and the client); worker: each Dask worker process.", "",
+              "| points | process | peak RSS |", "|---|---|---|"]
+        for scale, m in res.memory.items():
+            for label, r in sorted(m.items()):
+                L.append(f"| {scale} | {label} | {mib(r.median)} "
+                         f"({mib(r.lo)}–{mib(r.hi)}) |")
+        w1, w10 = res.memory.get("1×", {}).get("worker"), res.memory.get("10×", {}).get("worker")
+        if w1 and w10:
+            L.append("")
+            L.append(f"Worker peak 10× / 1×: {fmt_ratio(ratio(w10.median, w1.median))} "
+                     "(target: flat)")
+    if res.scale10:
+        s10 = res.scale10
+        b10: Runs = s10["build"]
+        L += ["", "## 10× points", "",
+              f"{s10['points']:,} points asked, {s10['rows']:,} S-file rows; raw objects "
+              f"{s10['raw']}.", "", "| points | build seconds |", "|---|---|"]
+        if t:
+            L.append(f"| 1× | {t.fmt()} |")
+        L.append(f"| 10× | {b10.fmt()} |")
+        if t and t.n:
+            L += ["", f"Time 10× / 1×: {fmt_ratio(ratio(b10.median, t.median))} "
+                      "(target ≤ 11×)"]
+    L.append("")
+    return "\n".join(L)

@@ -1,0 +1,97 @@
+"""Kafka side of the ingest benchmark: the bare aiokafka fetch loop (the client's
+ceiling), and sending the dataset's records with ``tailor.produce``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Same fetch sizes for the bare loop as a tuned consumer would use.
+FETCH_MAX_BYTES = 64 * 2**20
+PARTITION_FETCH_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    records: int  # after the first non-empty fetch (which starts the clock)
+    value_bytes: int
+    seconds: float  # first non-empty fetch → last record of the end offsets
+    total_records: int
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.value_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def payloads_per_s(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("nan")
+
+
+async def _bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float) -> FetchResult:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest", fetch_max_bytes=FETCH_MAX_BYTES,
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
+    await consumer.start()
+    try:
+        parts: list[Any] = []
+        for t in topics:
+            for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t)):
+                parts.append(TopicPartition(t, p))
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        begin = await consumer.beginning_offsets(parts)
+        left = {tp: end[tp] - begin[tp] for tp in parts if end[tp] > begin[tp]}
+        records = value_bytes = total = 0
+        t_first: float | None = None
+        deadline = time.perf_counter() + timeout_s
+        while left:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"bare fetch: {sum(left.values())} records left after "
+                                   f"{timeout_s} s")
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            first = t_first is None and any(batches.values())
+            for tp, msgs in batches.items():
+                total += len(msgs)
+                if not first:
+                    records += len(msgs)
+                    value_bytes += sum(len(m.value) for m in msgs if m.value is not None)
+                if tp in left and msgs:
+                    left[tp] = end[tp] - (msgs[-1].offset + 1)
+                    if left[tp] <= 0:
+                        del left[tp]
+            if first:
+                t_first = time.perf_counter()
+        t_end = time.perf_counter()
+        return FetchResult(records, value_bytes, t_end - (t_first or t_end), total)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    for _ in range(50):
+        ps = consumer.partitions_for_topic(topic)
+        if ps:
+            return set(ps)
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {topic!r} has no partitions")
+
+
+def bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float = 600) -> FetchResult:
+    """Read every record of ``topics`` once with a plain aiokafka consumer."""
+    return asyncio.run(_bare_fetch(bootstrap, topics, timeout_s))
+
+
+def produce(bootstrap: str, records: Sequence[Any]) -> int:
+    """Send synth records to their topic/partition with the real ``tailor produce`` sender."""
+    from tailor.produce import produce_records
+
+    asyncio.run(produce_records(bootstrap, records))
+    return len(records)
