@@ -449,17 +449,15 @@ def _machine() -> list[str]:
                 break
     except OSError:
         pass
-    import dask
-    import duckdb
-    import polars
+    from importlib.metadata import PackageNotFoundError, version
 
-    versions = [f"python {platform.python_version()}", f"dask {dask.__version__}",
-                f"duckdb {duckdb.__version__}", f"polars {polars.__version__}"]
-    try:
-        import pyspark
-        versions.append(f"pyspark {pyspark.__version__}")
-    except ImportError:
-        pass
+    versions = [f"python {platform.python_version()}"]
+    for pkg in ("dask", "distributed", "numba", "pyarrow", "duckdb", "polars", "pyspark",
+                "aiokafka"):
+        try:
+            versions.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            versions.append(f"{pkg} (not installed)")
     return [f"- CPU: {cpu}, {psutil.cpu_count()} logical cores; "
             f"RAM {psutil.virtual_memory().total / 2**30:.0f} GiB; {platform.platform()}",
             f"- {', '.join(versions)}"]
