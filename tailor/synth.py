@@ -376,6 +376,7 @@ def generate(cfg: ProduceConfig) -> Synth:
     length = pos[ends] * ser.interval + jmax + 1
     t0 = start + rng.integers(0, np.maximum(1, span - length + 1))
     ts = t0[sid] + pos * interval + rng.integers(0, jmax[sid] + 1)
+    del k, interval, extra, pos  # keep the peak memory of large runs down
 
     noise = rng.standard_normal(n_base)
     vk = vkind[sid]
@@ -385,6 +386,7 @@ def generate(cfg: ProduceConfig) -> Synth:
                               starts, sid)
     value = np.where(vk == 3, base[sid] + iwalk, base[sid] + np.where(vk == 2, 0.0, walk))
     special = np.flatnonzero(rng.random(n_base) < _SPECIAL_SHARE)
+    del noise, inc, walk, iwalk
     value[special] = rng.choice(
         np.array([np.nan, np.nan, np.inf, -np.inf, -0.0, _NAN_PAYLOAD]), size=len(special))
 
@@ -405,6 +407,7 @@ def generate(cfg: ProduceConfig) -> Synth:
     p_val = np.concatenate([value, rv])
     p_arr = np.concatenate([arrival, arrival[rs] + rdelay])
     p_resend = np.concatenate([np.zeros(n_base, np.int8), np.ones(n_resend, np.int8)])
+    del sid, ts, value, arrival, delay
 
     # --- payloads: one org's points per intake interval (and intake host)
     p_org = ser.org[p_sid]
