@@ -138,6 +138,7 @@ def _series_ids(org, met, ctx):  # type: ignore[no-untyped-def]
 def _winners(order, key, intake, idx, vbits):  # type: ignore[no-untyped-def]
     n = order.shape[0]
     win = np.empty(n, np.int64)
+    wkey = np.empty(n, np.uint64)
     w = 0
     i = 0
     while i < n:
@@ -153,15 +154,17 @@ def _winners(order, key, intake, idx, vbits):  # type: ignore[no-untyped-def]
                 best = c
             j += 1
         win[w] = best
+        wkey[w] = k
         w += 1
         i = j
-    return win[:w]
+    return win[:w], wkey[:w]
 
 
 def sort_dedup(pieces: list[Points]) -> tuple[Points, int]:
     """Rows of ``pieces`` sorted by (org, metric, ctx, ts), unique, winners kept.
 
-    Returns ``(rows, duplicates_dropped)``.  Deterministic in the input multiset.
+    Returns ``(rows, duplicates_dropped)``; ``rows`` carries the five S-file columns
+    only (``intake_ns``/``idx`` are empty).  Deterministic in the input multiset.
     """
     with context_meter.meter(STAGE_SORT):
         pts = concat([p for p in pieces if len(p)]) if pieces else empty_points()
@@ -173,6 +176,14 @@ def sort_dedup(pieces: list[Points]) -> tuple[Points, int]:
         rank = np.empty(len(first), np.uint64)
         rank[uo] = np.arange(len(first), dtype=np.uint64)
         key = (rank[sid] << np.uint64(32)) | pts.ts.astype(np.uint64)
+        del sid
         order = np.argsort(key)
-        win = _winners(order, key, pts.intake_ns, pts.idx, pts.value.view(np.uint64))
-        return pts.take(win), n - len(win)
+        win, wkey = _winners(order, key, pts.intake_ns, pts.idx, pts.value.view(np.uint64))
+        del order, key
+        # Series columns come from the (small) sorted distinct series, ts from the key:
+        # only the value column needs a random gather.
+        series = first[uo][(wkey >> np.uint64(32)).astype(np.int64)]
+        out = Points(pts.org[series], pts.metric[series], pts.ctx[series],
+                     (wkey & np.uint64(0xFFFFFFFF)).astype(np.uint32), pts.value[win],
+                     np.empty(0, np.uint64), np.empty(0, np.uint32))
+        return out, n - len(win)
