@@ -31,7 +31,12 @@ W = 4 * HOUR
 
 
 class Stream:
-    def __init__(self, broker: Broker, root: Path) -> None:
+    """A synth stream produced to fresh topics and ingested into ``root/raw``.
+
+    ``cutover``: the stream's biggest org moves to its own shard at that ts.
+    """
+
+    def __init__(self, broker: Broker, root: Path, cutover: int | None = None) -> None:
         import asyncio
 
         tag = uuid.uuid4().hex[:8]
@@ -41,9 +46,17 @@ class Stream:
         Path(self.shards_file).write_text("shared_shards: 2\n")
         self.broker = broker
         self.raw = StoreConfig(url=str(root / "raw"))
-        self.synth: Synth = generate(ProduceConfig(
-            brokers=broker.bootstrap, topics=self.topics, partitions=4, points=4000, orgs=8,
-            hours=8, seed=7, invalid_rate=0.02, shards_file=self.shards_file))
+        pcfg = ProduceConfig(brokers=broker.bootstrap, topics=self.topics, partitions=4,
+                             points=4000, orgs=8, hours=8, seed=7, invalid_rate=0.02,
+                             shards_file=self.shards_file)
+        self.synth: Synth = generate(pcfg)
+        self.moved: int | None = None
+        if cutover is not None:
+            orgs, inv = np.unique(self.synth.pay_org, return_inverse=True)
+            self.moved = int(orgs[np.argmax(np.bincount(inv, weights=self.synth.pay_n))])
+            Path(self.shards_file).write_text(
+                f"shared_shards: 2\ndedicated:\n  - org: {self.moved}\n    since: {cutover}\n")
+            self.synth = generate(pcfg)  # the oracle reads the shards file
         send(broker.bootstrap, self.synth.records)
         ingest(broker.bootstrap, self.topics, self.raw, shards_file=self.shards_file)
 
