@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup-raw", default=None)
     ap.add_argument("--json", required=True, help="write the result here")
+    ap.add_argument("--profile", default=None,
+                    help="py-spy the timed build's processes into PREFIX-<role>-<pid>.txt")
     a = ap.parse_args(argv)
 
     from distributed import Client, LocalCluster
@@ -85,10 +87,27 @@ def main(argv: list[str] | None = None) -> int:
                 res["warmup_s"] = time.perf_counter() - t0
                 shutil.rmtree(wout, ignore_errors=True)
             before = _metrics(client)
+            spies = []
+            if a.profile:
+                from benchmarks.profile import attach
+
+                pids = {"worker": list(client.run(os.getpid).values()),
+                        "scheduler": [os.getpid()]}
+                for role, ps in pids.items():
+                    for pid in ps:
+                        path = f"{a.profile}-{role}-{pid}.txt"
+                        spies.append(attach(pid, path))
+                        res.setdefault("profiles", []).append([role, path])
+                time.sleep(1.0)  # let the recorders attach
             mem.reset()  # peaks of the timed build only
             t0 = time.perf_counter()
             rc = _build(a.raw, a.out, shards, windows, cluster.scheduler_address)
             res["seconds"] = time.perf_counter() - t0
+            if spies:
+                from benchmarks.profile import detach
+
+                for sp in spies:
+                    detach(sp)
             res["exit_code"] = rc
             mem.sample()
             res["stages"] = stage_seconds(before, _metrics(client))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -121,76 +121,97 @@ def write_raw_points(valid: Sequence[Valid], path: str, *,
     return total
 
 
-def write_raw_objects(valid: Sequence[Valid], raw: Store, smap: ShardMap, *,
+def iter_valid(records: Iterable[KafkaRecord]) -> Iterator[Valid]:
+    """The valid records, decoded one at a time (nothing kept)."""
+    for r in records:
+        try:
+            p = payload.validate(r.key, r.value)
+        except InvalidPayload:
+            continue
+        assert r.value is not None
+        yield Valid(r.topic, _partition(r), r.value, p)
+
+
+class _Open:
+    """A raw object being filled: frames (zstd bytes as received) and its index facts."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.size = 0
+        self.topics: dict[str, int] = {}
+        self.ranges: dict[tuple[str, int], list[int]] = {}
+        self.hours: defaultdict[int, int] = defaultdict(int)
+        self.orgs: set[int] = set()
+        self.min_ts, self.max_ts = 2**32, -1
+        self.min_intake, self.max_intake = 2**64, -1
+        self.points = 0
+
+    def add(self, v: Valid, off: int) -> None:
+        p = v.payload
+        tix = self.topics.setdefault(v.topic, len(self.topics))
+        frame = framing.encode_frame(
+            v.value, raw_len=len(p.raw), org_id=p.org_id, n_points=p.n_points,
+            intake_ns=p.intake_ns, offset=off, partition=v.partition, topic_idx=tix)
+        self.frames.append(frame)
+        self.size += len(frame)
+        r = self.ranges.setdefault((v.topic, v.partition), [off, off])
+        r[0], r[1] = min(r[0], off), max(r[1], off)
+        self.orgs.add(p.org_id)
+        self.min_intake, self.max_intake = (min(self.min_intake, p.intake_ns),
+                                            max(self.max_intake, p.intake_ns))
+        ts = p.points()["ts"]
+        if len(ts):
+            h, c = np.unique(ts - ts % layout.HOUR, return_counts=True)
+            for hh, cc in zip(h.tolist(), c.tolist(), strict=True):
+                self.hours[int(hh)] += int(cc)
+            self.min_ts, self.max_ts = min(self.min_ts, int(ts.min())), max(self.max_ts,
+                                                                            int(ts.max()))
+        self.points += p.n_points
+
+    def write(self, shard: str, raw: Store) -> None:
+        batch_id = f"bench-{uuid.uuid4().hex}"
+        body = b"".join(self.frames)
+        key = layout.object_key(shard, batch_id)
+        raw.put(key, body)
+        rec = ObjectRecord(
+            key=key, shard=shard, batch_id=batch_id, bytes=len(body), payloads=len(self.frames),
+            points=self.points, min_ts=max(self.min_ts, 0) if self.max_ts >= 0 else 0,
+            max_ts=max(self.max_ts, 0), min_intake_ns=self.min_intake,
+            max_intake_ns=self.max_intake, topics=list(self.topics),
+            offsets=[OffsetRange(topic=t, partition=p, first=r[0], last=r[1])
+                     for (t, p), r in sorted(self.ranges.items())],
+            orgs=sorted(self.orgs), hours=hour_counts(dict(self.hours)),
+            written_ns=time.time_ns())
+        data = rec.dumps()
+        for hour in sorted(self.hours):
+            raw.put(layout.index_key(shard, hour, batch_id), data)
+
+
+def write_raw_objects(valid: Iterable[Valid], raw: Store, smap: ShardMap, *,
                       max_object_bytes: int = 64 * 2**20) -> int:
     """Write raw objects and index records as ingest would (without Kafka).
 
-    Offsets are the records' positions within their (topic, partition).  A
-    payload goes to the shard of its org at its first point's ts.  Returns
+    Streams: only the open objects' zstd frames are held.  Offsets are the
+    records' positions within their (topic, partition) among the valid ones.
+    A payload goes to the shard of its org at its first point's ts.  Returns
     the number of objects written.
     """
     next_offset: dict[tuple[str, int], int] = defaultdict(int)
-    by_shard: dict[str, list[tuple[Valid, int]]] = defaultdict(list)
+    open_: dict[str, _Open] = {}
+    n_objects = 0
     for v in valid:
         off = next_offset[(v.topic, v.partition)]
         next_offset[(v.topic, v.partition)] = off + 1
         pts = v.payload.points()
         ts0 = int(pts["ts"][0]) if len(pts) else 0
-        by_shard[smap.shard_for(v.payload.org_id, ts0)].append((v, off))
-    n_objects = 0
-    for shard, items in sorted(by_shard.items()):
-        cur: list[tuple[Valid, int]] = []
-        size = 0
-        for item in items:
-            cur.append(item)
-            size += framing.HEADER_SIZE + len(item[0].value)
-            if size >= max_object_bytes:
-                _write_object(shard, cur, raw)
-                n_objects += 1
-                cur, size = [], 0
-        if cur:
-            _write_object(shard, cur, raw)
+        shard = smap.shard_for(v.payload.org_id, ts0)
+        o = open_.setdefault(shard, _Open())
+        o.add(v, off)
+        if o.size >= max_object_bytes:
+            o.write(shard, raw)
             n_objects += 1
+            del open_[shard]
+    for shard, o in sorted(open_.items()):
+        o.write(shard, raw)
+        n_objects += 1
     return n_objects
-
-
-def _write_object(shard: str, items: list[tuple[Valid, int]], raw: Store) -> None:
-    batch_id = f"bench-{uuid.uuid4().hex}"
-    topics = sorted({v.topic for v, _ in items})
-    tix = {t: i for i, t in enumerate(topics)}
-    frames: list[bytes] = []
-    ranges: dict[tuple[str, int], list[int]] = {}
-    hours: defaultdict[int, int] = defaultdict(int)
-    orgs: set[int] = set()
-    min_ts, max_ts = 2**32, -1
-    points = 0
-    for v, off in items:
-        p = v.payload
-        frames.append(framing.encode_frame(
-            v.value, raw_len=len(p.raw), org_id=p.org_id, n_points=p.n_points,
-            intake_ns=p.intake_ns, offset=off, partition=v.partition, topic_idx=tix[v.topic]))
-        r = ranges.setdefault((v.topic, v.partition), [off, off])
-        r[0], r[1] = min(r[0], off), max(r[1], off)
-        orgs.add(p.org_id)
-        ts = p.points()["ts"]
-        if len(ts):
-            h, c = np.unique(ts - ts % layout.HOUR, return_counts=True)
-            for hh, cc in zip(h.tolist(), c.tolist(), strict=True):
-                hours[int(hh)] += int(cc)
-            min_ts, max_ts = min(min_ts, int(ts.min())), max(max_ts, int(ts.max()))
-        points += p.n_points
-    body = b"".join(frames)
-    key = layout.object_key(shard, batch_id)
-    raw.put(key, body)
-    rec = ObjectRecord(
-        key=key, shard=shard, batch_id=batch_id, bytes=len(body), payloads=len(items),
-        points=points, min_ts=max(min_ts, 0) if max_ts >= 0 else 0, max_ts=max(max_ts, 0),
-        min_intake_ns=min(v.payload.intake_ns for v, _ in items),
-        max_intake_ns=max(v.payload.intake_ns for v, _ in items),
-        topics=topics,
-        offsets=[OffsetRange(topic=t, partition=p, first=r[0], last=r[1])
-                 for (t, p), r in sorted(ranges.items())],
-        orgs=sorted(orgs), hours=hour_counts(dict(hours)), written_ns=time.time_ns())
-    data = rec.dumps()
-    for hour in sorted(hours):
-        raw.put(layout.index_key(shard, hour, batch_id), data)

@@ -109,6 +109,7 @@ class BuildRun:
     stages: dict[str, float]
     peaks: list[dict[str, Any]]
     cluster_start_s: float
+    profiles: list[tuple[str, str]] = field(default_factory=list)  # (role, raw py-spy file)
 
 
 def tailor_build(raw: str, out: str, windows: list[int], warmup_raw: str | None,
@@ -121,9 +122,7 @@ def tailor_build(raw: str, out: str, windows: list[int], warmup_raw: str | None,
     if warmup_raw:
         cmd += ["--warmup-raw", warmup_raw]
     if profile:
-        pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        cmd = [pyspy, "record", "--subprocesses", "--rate", "50", "--format", "raw",
-               "-o", profile, "--", *cmd]
+        cmd += ["--profile", profile]
     with open(work / "build.log", "ab") as logf:
         proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=3600,
                               cwd=str(Path(__file__).resolve().parent.parent), check=False)
@@ -132,7 +131,8 @@ def tailor_build(raw: str, out: str, windows: list[int], warmup_raw: str | None,
     doc = json.loads(res_path.read_text())
     res_path.unlink()
     return BuildRun(doc["seconds"], doc["exit_code"], doc.get("stages", {}), doc["peaks"],
-                    doc.get("cluster_start_s", 0.0))
+                    doc.get("cluster_start_s", 0.0),
+                    [(str(r), str(p)) for r, p in doc.get("profiles", [])])
 
 
 # -- results --------------------------------------------------------------------------
@@ -147,6 +147,7 @@ class Results:
     build_notes: list[str] = field(default_factory=list)
     checks: dict[str, verify.Check] = field(default_factory=dict)
     stages: dict[str, Runs] = field(default_factory=dict)
+    stages10: dict[str, Runs] = field(default_factory=dict)
     ingest: dict[str, dict[str, Runs]] = field(default_factory=dict)
     ingest_notes: list[str] = field(default_factory=list)
     size: dict[str, Any] = field(default_factory=dict)
@@ -154,6 +155,8 @@ class Results:
     scale10: dict[str, Any] = field(default_factory=dict)
     profile: list[tuple[str, float]] = field(default_factory=list)
     profile_inclusive: list[tuple[str, float]] = field(default_factory=list)
+    ingest_profile: list[tuple[str, float]] = field(default_factory=list)
+    ingest_profile_inclusive: list[tuple[str, float]] = field(default_factory=list)
     profile_note: str = ""
     load: list[float] = field(default_factory=list)
 
@@ -299,6 +302,21 @@ def ingest_bench(a: argparse.Namespace, prep: Prepared, work: Path, res: Results
                 shutil.rmtree(raw, ignore_errors=True)
         for extra in raw_dirs[1:]:
             shutil.rmtree(extra, ignore_errors=True)
+        if a.profile:
+            from benchmarks.profile import inclusive, top_frames
+
+            prof = str(work / "ingest.pyspy.txt")
+            pr = run_ingest(b.bootstrap, TOPICS, str(work / "raw-ingest-profile"),
+                            f"bench-{uuid.uuid4().hex[:8]}", len(prep.records),
+                            log_path=str(work / "ingest.log"), profile=prof)
+            shutil.rmtree(work / "raw-ingest-profile", ignore_errors=True)
+            res.ingest_profile = top_frames(prof, 12)
+            res.ingest_profile_inclusive = inclusive(
+                prof, r"\((consumer|batcher|writer|quarantine|payload|framing|storage|"
+                      r"fetcher|group_coordinator)\.py\)", 15)
+            res.ingest_notes.append(
+                f"py-spy profile: one extra ingest ({pr.mb_per_s:.1f} MB/s under the profiler), "
+                f"raw stacks in {prof}")
         res.memory.setdefault("1×", {})["ingester"] = ing["peak RSS"]
     finally:
         b.close()
@@ -395,46 +413,66 @@ def size_bench(prep: Prepared, work: Path, res: Results) -> None:
 
 
 def profile_build(prep: Prepared, raw: str, warm_raw: str, work: Path, res: Results) -> None:
-    from benchmarks.profile import inclusive, top_frames
+    """One extra (untimed) 1× build with py-spy on both workers and the scheduler."""
+    from benchmarks.profile import inclusive, merge, top_frames
 
     out = str(work / "out-profile")
-    prof = str(work / "build.pyspy.txt")
     try:
-        tailor_build(raw, out, prep.windows, warm_raw, work, profile=prof)
+        br = tailor_build(raw, out, prep.windows, warm_raw, work,
+                          profile=str(work / "build.pyspy"))
     except (RuntimeError, OSError) as exc:
         res.profile_note = f"py-spy profile failed: {exc}"
         return
-    res.profile = top_frames(prof, 15)
-    res.profile_inclusive = inclusive(prof, r"\((decode|read|merge|encode|publish|build|"
-                                            r"plan|framing|payload)\.py\)", 15)
-    res.profile_note = f"py-spy record --subprocesses, on-CPU samples (raw stacks in {prof})"
+    workers = merge([p for r, p in br.profiles if r == "worker"],
+                    str(work / "build.pyspy-workers.txt"))
+    res.profile = top_frames(workers, 15)
+    res.profile_inclusive = inclusive(workers, r"\((decode|read|merge|encode|publish|graph|"
+                                               r"plan|framing|payload|storage)\.py\)", 20)
+    res.profile_note = (f"`py-spy record --rate 100` attached to both workers during one "
+                        f"extra build of the 1× data ({br.seconds:.2f} s; on-CPU samples only, "
+                        f"merged: {workers}).  Shares are of all worker samples.")
     shutil.rmtree(out, ignore_errors=True)
 
 
 def scale10(a: argparse.Namespace, work: Path, warm_raw: str, res: Results) -> None:
+    """Tailor alone on 10× the points (raw objects written directly, streamed)."""
+    from tailor.config import StoreConfig
+    from tailor.shards import ShardMap
+    from tailor.storage import Store
+
     n = a.points * 10
     log(f"10× dataset: {n:,} points")
-    prep = prepare(n, a.seed, work, "10x")
+    t0 = time.perf_counter()
+    s = synth(n, a.seed)
+    gen_s = time.perf_counter() - t0
     raw = str(work / "raw-10x")
-    write_direct(prep, raw)
-    rows = sum(t.num_rows for t in prep.reference.values())
-    ref = prep.reference
-    windows = prep.windows
-    del prep
+    shutil.rmtree(raw, ignore_errors=True)
+    n_obj = dataset.write_raw_objects(dataset.iter_valid(s.records),
+                                      Store(StoreConfig(url=raw)), ShardMap())
+    records = len(s.records)
+    ref = reference_chunks(s)
+    del s
+    rows = sum(t.num_rows for t in ref.values())
+    windows = sorted({ws for _, ws in ref})
+    log(f"10× dataset: {records:,} records, {rows:,} S-file rows, {n_obj} raw objects "
+        f"(generated in {gen_s:.0f} s)")
     runs = Runs()
     for i in range(a.runs10):
         out = str(work / "out-10x")
         br = tailor_build(raw, out, windows, warm_raw, work)
         runs.add(br.seconds)
         _mem(res, "10×", br)
+        for st, v in br.stages.items():
+            res.stages10.setdefault(st, Runs()).add(v)
         if i == 0:
             chk = verify.compare("tailor 10×", verify.tailor_files(out), ref)
             res.checks["tailor 10×"] = chk
             log(f"check tailor 10×: {'OK' if chk.ok else 'FAILED'} {chk.problems[:2]}")
         log(f"10× build round {i + 1}: {br.seconds:.2f} s")
         shutil.rmtree(out, ignore_errors=True)
-    res.scale10 = {"points": n, "rows": rows, "build": runs,
-                   "raw": "written directly by the harness (no Kafka at 10×)"}
+    res.scale10 = {"points": n, "rows": rows, "records": records, "build": runs,
+                   "raw": f"written directly by the harness ({n_obj} objects; no Kafka at 10×)"}
+    shutil.rmtree(raw, ignore_errors=True)
 
 
 # -- RESULTS.md -----------------------------------------------------------------------
@@ -566,6 +604,12 @@ def render(res: Results) -> str:
                      f"{fmt_ratio(ratio(ti['MB/s'].median, bf['MB/s'].median))} "
                      "(target ≥ 0.8×)")
         L += [f"- {n}" for n in res.ingest_notes]
+        if res.ingest_profile:
+            L += ["", "Ingester profile (py-spy, on-CPU, whole process), self time:", "",
+                  "| self | function |", "|---|---|"]
+            L += [f"| {100 * sh:.1f}% | `{fn}` |" for fn, sh in res.ingest_profile]
+            L += ["", "Inclusive:", "", "| inclusive | function |", "|---|---|"]
+            L += [f"| {100 * sh:.1f}% | `{fn}` |" for fn, sh in res.ingest_profile_inclusive]
     if res.size:
         s = res.size
         rows = s["rows"]
@@ -614,5 +658,12 @@ def render(res: Results) -> str:
         if t and t.n:
             L += ["", f"Time 10× / 1×: {fmt_ratio(ratio(b10.median, t.median))} "
                       "(target ≤ 11×)"]
+        if res.stages10:
+            L += ["", "Stages at 10× (worker-seconds, median):", "",
+                  "| stage | 1× | 10× | 10× / 1× |", "|---|---|---|---|"]
+            for st, r in sorted(res.stages10.items(), key=lambda kv: -kv[1].median):
+                one = res.stages.get(st)
+                L.append(f"| {st} | {one.fmt() if one else '–'} | {r.fmt()} | "
+                         f"{fmt_ratio(ratio(r.median, one.median)) if one else '–'} |")
     L.append("")
     return "\n".join(L)

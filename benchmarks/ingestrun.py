@@ -76,7 +76,9 @@ def _scrape(port: int) -> tuple[int, int, int] | None:
 
 def run_ingest(bootstrap: str, topics: Sequence[str], raw_dir: str, group: str,
                total_records: int, *, idle_s: float = 3.0, timeout_s: float = 900.0,
-               poll_s: float = 0.05, log_path: str | None = None) -> IngestResult:
+               poll_s: float = 0.05, log_path: str | None = None,
+               profile: str | None = None) -> IngestResult:
+    """Run one ingester to idle exit; ``profile``: py-spy it into this raw file."""
     port = free_port()
     cmd = [sys.executable, "-m", "tailor", "ingest", "--brokers", bootstrap,
            "--topics", ",".join(topics), "--group", group, "--raw", raw_dir,
@@ -88,6 +90,11 @@ def run_ingest(bootstrap: str, topics: Sequence[str], raw_dir: str, group: str,
     try:
         with RssSampler({proc.pid: "ingester"}, interval=poll_s) as mem:
             wait_port(port, timeout=60)
+            spy = None
+            if profile:
+                from benchmarks.profile import attach
+
+                spy = attach(proc.pid, profile)
             first: tuple[float, int, int] | None = None
             last: tuple[float, int, int] | None = None  # the sample where the count last grew
             deadline = t_spawn + timeout_s
@@ -103,6 +110,10 @@ def run_ingest(bootstrap: str, topics: Sequence[str], raw_dir: str, group: str,
                 time.sleep(poll_s)
             rc = proc.wait(max(1.0, deadline - time.perf_counter()))
             t_exit = time.perf_counter()
+            if spy is not None:
+                from benchmarks.profile import detach
+
+                detach(spy)
     except BaseException:
         proc.kill()
         proc.wait()

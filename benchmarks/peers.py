@@ -121,6 +121,7 @@ def spark_session(cores: int) -> Any:
         SparkSession.builder.master(f"local[{cores}]")
         .appName("tailor-bench")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "6g")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")

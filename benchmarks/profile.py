@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 from collections import Counter
 
 _LINE = re.compile(r":\d+\)$")
@@ -47,3 +49,48 @@ def inclusive(path: str, pattern: str, n: int = 15) -> list[tuple[str, float]]:
             if rx.search(fn):
                 inc[fn] += c
     return [(fn, c / total) for fn, c in inc.most_common(n)]
+
+
+def _pyspy() -> str:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    local = Path(sys.executable).parent / "py-spy"
+    if local.exists():
+        return str(local)
+    raise FileNotFoundError("py-spy is not installed (pip install py-spy)")
+
+
+def attach(pid: int, out: str, rate: int = 100) -> subprocess.Popen[bytes]:
+    """Start ``py-spy record`` on a running process (on-CPU samples, raw format)."""
+    return subprocess.Popen(
+        [_pyspy(), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+         "--nonblocking", "-o", out],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def detach(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Stop a recorder started by :func:`attach`; it writes its file on SIGINT."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def merge(paths: list[str], out: str) -> str:
+    """Concatenate raw profiles (collapsed stacks add up)."""
+    import os
+
+    with open(out, "w") as w:
+        for p in paths:
+            if os.path.exists(p):
+                with open(p) as r:
+                    w.write(r.read())
+    return out
