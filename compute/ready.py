@@ -412,6 +412,9 @@ class ReadyReport:
         lines += [f"LOST LEASE {c}: another run may have rebuilt it meanwhile; "
                   "raise the lease TTL if builds take longer" for c in self.lost_leases]
         b, f, s = (len(self.by(x)) for x in ("built", "failed", "skipped"))
+        if f:
+            lines.append("failed chunks stay unbuilt (or stale): fix the cause above and run "
+                         "`tailor build --ready` again; it picks them up")
         lines.append(f"tailor build --ready: {len(self.outcomes)} chunk(s) selected: {b} built, "
                      f"{f} failed, {s} skipped")
         return "\n".join(lines)

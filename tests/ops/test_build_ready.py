@@ -153,3 +153,61 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     assert not any(r.stale for r in chunk_rows(
         smap, smap.all_shards(), st.records, st.manifests, st.watermarks, length=W,
         grace_s=cfg.grace_s))
+
+
+def test_held_lease_is_skipped_expired_one_taken_over_and_cli_exit_codes(
+        stream: Stream, dask_client: Any, tmp_path: Path) -> None:
+    import time
+
+    from click.testing import CliRunner
+
+    from tailor.cli import main
+    from tailor.compute.ready import acquire
+
+    cfg = stream.cfg(tmp_path / "out")
+    out = Store(cfg.out)
+    chunks = sorted(stream.synth.expected())
+    held, expiring = chunks[0], chunks[1]
+    assert acquire(out, *held, "someone-else", 3600) is not None
+    assert acquire(out, *expiring, "crashed-run", 0.2) is not None
+    time.sleep(0.3)
+    cli = ["build", "--raw", cfg.raw.url, "--out", cfg.out.url, "--all-shards", "--ready",
+           "--shards", stream.shards_file, "--scheduler", dask_client.scheduler.address]
+    res = CliRunner().invoke(main, cli)
+    assert res.exit_code == 0, res.output
+    assert "another run holds its lease" in res.output
+    assert f"{len(chunks) - 1} built, 0 failed, 1 skipped" in res.output
+    assert out.exists(f"{expiring[0]}/2026-01-01T{(expiring[1] - T0) // HOUR:02d}/_manifest.json")
+    assert not out.exists(f"{held[0]}/2026-01-01T{(held[1] - T0) // HOUR:02d}/_manifest.json")
+
+
+def test_one_failing_chunk_does_not_stop_the_others(
+        stream: Stream, dask_client: Any, tmp_path: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tailor.cli import main
+
+    raw_copy = tmp_path / "raw"
+    shutil.copytree(stream.raw.url, raw_copy)
+    raw = Store(StoreConfig(url=str(raw_copy)))
+    smap = load(stream.shards_file)
+    st = load_state(raw, Store(StoreConfig(url=str(tmp_path / "out"))), smap, smap.all_shards())
+    rows = chunk_rows(smap, smap.all_shards(), st.records, {}, [], length=W, grace_s=0)
+    # Remove the one raw object of a chunk that has exactly one: that chunk must fail.
+    victim = next(r for r in rows if r.objects == 1)
+    key = next(rec.key for rec in st.records
+               if victim.shard == rec.shard and rec.points_in(victim.start, W))
+    raw.delete([key])
+    cli = ["build", "--raw", str(raw_copy), "--out", str(tmp_path / "out"), "--all-shards",
+           "--ready", "--shards", stream.shards_file, "--scheduler",
+           dask_client.scheduler.address]
+    res = CliRunner().invoke(main, cli)
+    assert res.exit_code == 1, res.output
+    failed = [ln for ln in res.output.splitlines() if ln.startswith("failed")]
+    assert failed and all(victim.shard in ln for ln in failed), res.output
+    assert any(key.rsplit("/", 1)[-1] in ln or "FileNotFound" in ln or "not found" in ln.lower()
+               for ln in failed), res.output
+    built = [ln for ln in res.output.splitlines() if ln.startswith("built")]
+    assert len(built) >= 1
