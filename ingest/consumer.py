@@ -1,0 +1,338 @@
+"""The aiokafka consumer-group member: fetch → classify → batch → write → commit.
+
+One :class:`Ingester` runs one asyncio loop (:meth:`Ingester.run`):
+
+- ``getmany`` (bounded wait) → :func:`batcher.classify` in a worker thread →
+  :class:`batcher.Batcher` under a lock shared with the rebalance listener.
+- Sealed batches are written by :class:`writer.Writer` in worker threads, at
+  most ``upload_concurrency`` at once.  A failed write is retried later with
+  backoff (the same keys); it never crashes the loop and never lets offsets
+  advance past its records.
+- After writes become durable the committable offsets are committed, then a
+  :class:`tailor.records.Watermark` is written per committed partition.
+- Backpressure: at ``memory_limit`` buffered bytes the biggest batches are
+  sealed and every assigned partition is paused until below 3/4 of it.
+- Revocation flushes whatever holds the revoked partitions, waits until it is
+  durable (bounded by ``shutdown_deadline_s``), commits, then forgets them.
+  Records fetched before a rebalance are dropped after it (Kafka delivers
+  them again from the committed offset).
+- Stop (``stop`` event or ``exit_when_idle_s``): stop fetching, flush, commit,
+  leave the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from tailor import layout, metrics
+from tailor.config import IngestConfig
+from tailor.errors import StorageError, TailorError
+from tailor.ingest.batcher import OBJECT, TP, Batch, Batcher, Invalid, Item, classify
+from tailor.ingest.writer import Writer
+from tailor.records import Watermark
+from tailor.shards import ShardMap
+from tailor.storage import Store
+
+log = logging.getLogger("tailor.ingest")
+POLL_MS = 200
+MAX_RECORDS = 2000
+RETRY_MAX_S = 30.0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ing: Ingester) -> None:
+        self.ing = ing
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.ing.on_revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.ing.on_assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
+class Ingester:
+    """One member of the ingest consumer group (see module doc)."""
+
+    def __init__(self, cfg: IngestConfig, store: Store, shard_map: ShardMap) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.shard_map = shard_map
+        self.writer = Writer(store, part_size=cfg.part_size, concurrency=cfg.upload_concurrency)
+        self.batcher = Batcher(cfg.flush)
+        self.lock = asyncio.Lock()
+        self.sem = asyncio.Semaphore(cfg.upload_concurrency)
+        self.inflight: dict[int, asyncio.Task[None]] = {}
+        self.epoch = 0  # bumped on every assignment change
+        self.paused = False
+        self.last_activity = time.monotonic()
+        self.stats = {"payloads": 0, "bytes": 0, "quarantined": 0, "objects": 0,
+                      "commits": 0, "write_failures": 0}
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.brokers, group_id=cfg.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", metadata_max_age_ms=int(cfg.metadata_max_age_s * 1000),
+            client_id=f"tailor-ingest-{socket.gethostname()}-{os.getpid()}",
+            fetch_max_bytes=max(1 << 20, min(50 << 20, cfg.memory_limit // 8)),
+            max_partition_fetch_bytes=max(1 << 18, min(1 << 20, cfg.memory_limit // 64)),
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> int:
+        """Consume until ``stop`` is set (or idle for ``exit_when_idle_s``).
+
+        Returns 0 when everything consumed is durable and committed on exit,
+        1 when the shutdown deadline passed first (those offsets stay
+        uncommitted and are delivered again).  Raises only on bugs and on
+        Kafka errors at start (bad brokers).
+        """
+        try:
+            await self.consumer.start()
+        except KafkaError as exc:
+            raise TailorError("cannot reach the Kafka brokers", brokers=self.cfg.brokers,
+                              reason=f"{type(exc).__name__}: {exc}",
+                              fix="check --brokers and that the brokers are up") from None
+        try:
+            listener = _Listener(self)
+            if self.cfg.topics:
+                self.consumer.subscribe(topics=self.cfg.topics, listener=listener)
+            else:
+                self.consumer.subscribe(pattern=self.cfg.topic_pattern, listener=listener)
+            await self._loop(stop)
+            return await self._shutdown()
+        finally:
+            for t in self.inflight.values():
+                t.cancel()
+            with contextlib.suppress(KafkaError, asyncio.CancelledError):
+                await self.consumer.stop()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        idle_s = self.cfg.exit_when_idle_s
+        next_log = time.monotonic() + self.cfg.log_every_s
+        while not stop.is_set():
+            data = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+            epoch = self.epoch  # records are of the current assignment
+            now = time.monotonic()
+            if data:
+                self.last_activity = now
+                items = await asyncio.to_thread(self._classify, data)
+                async with self.lock:
+                    # A rebalance while classifying resets positions to the committed
+                    # offsets: these records come again, so drop them now.
+                    if epoch == self.epoch:
+                        self._add(items, time.monotonic())
+            self._schedule(self.batcher.due(time.monotonic()))
+            self._backpressure()
+            self._retry_failed()
+            await self._commit()
+            self._update_lag()
+            if now >= next_log:
+                self._log_summary()
+                next_log = now + self.cfg.log_every_s
+            if idle_s is not None and now - self.last_activity >= idle_s:
+                log.info("nothing new for %.1f s: stopping", idle_s)
+                return
+
+    async def _shutdown(self) -> int:
+        deadline = time.monotonic() + max(1.0, self.cfg.shutdown_deadline_s - 3.0)
+        with contextlib.suppress(Exception):
+            self.consumer.pause(*self.consumer.assignment())
+        async with self.lock:
+            pending = self.batcher.seal_all()
+            ok = await self._drain(pending, deadline)
+            await self._commit()
+        self._log_summary()
+        if not ok:
+            left = len(self.batcher.sealed)
+            log.error("shutdown deadline passed with %d batch(es) not durable; their offsets "
+                      "were not committed and will be delivered again", left)
+            return 1
+        return 0
+
+    # -- rebalance ----------------------------------------------------------------------
+    async def on_revoked(self, tps: list[TP]) -> None:
+        """Flush what holds ``tps``, wait until durable, commit, forget them."""
+        self.epoch += 1
+        self.last_activity = time.monotonic()
+        async with self.lock:
+            pending = self.batcher.seal_for(tps)
+            deadline = time.monotonic() + self.cfg.shutdown_deadline_s
+            ok = await self._drain(pending, deadline)
+            await self._commit(only=set(tps))
+            self.batcher.revoke(tps)
+        log.info("revoked %s%s", _fmt(tps), "" if ok else
+                 " (some batches not durable yet: their offsets stay uncommitted)")
+
+    async def on_assigned(self, tps: list[TP]) -> None:
+        self.epoch += 1
+        self.last_activity = time.monotonic()
+        async with self.lock:
+            self.batcher.assign(tps)
+        self.paused = False
+        log.info("assigned %s", _fmt(tps))
+
+    # -- records ------------------------------------------------------------------------
+    def _classify(self, data: dict[Any, list[Any]]) -> list[Item]:
+        out = []
+        for tp, records in data.items():
+            for r in records:
+                out.append(classify(tp.topic, tp.partition, r.offset, r.key, r.value,
+                                    r.timestamp, self.shard_map))
+        return out
+
+    def _add(self, items: list[Item], now: float) -> None:
+        for it in items:
+            if not self.batcher.add(it, now):
+                continue
+            if isinstance(it, Invalid):
+                metrics.QUARANTINED.labels(it.reason).inc()
+                self.stats["quarantined"] += 1
+            else:
+                metrics.PAYLOADS.inc()
+                metrics.PAYLOAD_BYTES.inc(len(it.value))
+                self.stats["payloads"] += 1
+                self.stats["bytes"] += len(it.value)
+        metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
+
+    def _backpressure(self) -> None:
+        limit = self.cfg.memory_limit
+        if self.batcher.buffered_bytes >= limit:
+            self._schedule(self.batcher.seal_biggest(limit // 4))
+            if not self.paused:
+                metrics.PAUSES.inc()
+                log.warning("buffered %d bytes >= memory limit %d: pausing fetch",
+                            self.batcher.buffered_bytes, limit)
+            self.paused = True
+        elif self.paused and self.batcher.buffered_bytes < limit * 3 // 4:
+            self.paused = False
+            self.consumer.resume(*self.consumer.assignment())
+            log.info("buffered %d bytes: resuming fetch", self.batcher.buffered_bytes)
+        if self.paused:  # new assignments start unpaused: pause them too
+            self.consumer.pause(*self.consumer.assignment())
+
+    # -- writes ---------------------------------------------------------------------------
+    def _schedule(self, batches: Iterable[Batch]) -> None:
+        for b in batches:
+            if b.serial not in self.inflight and b.serial in self.batcher.sealed:
+                self.inflight[b.serial] = asyncio.create_task(self._write(b))
+
+    def _retry_failed(self) -> None:
+        now = time.monotonic()
+        self._schedule(b for b in list(self.batcher.sealed.values())
+                       if b.attempts and b.retry_at <= now)
+
+    async def _write(self, b: Batch) -> None:
+        try:
+            async with self.sem:
+                t0 = time.monotonic()
+                try:
+                    key = await asyncio.to_thread(self.writer.write, b)
+                except StorageError as exc:
+                    b.attempts += 1
+                    b.retry_at = time.monotonic() + min(RETRY_MAX_S, 0.5 * 2 ** b.attempts)
+                    self.stats["write_failures"] += 1
+                    log.warning("write of batch %s (%s %s) failed, attempt %d, retrying in "
+                                "%.1f s: %s", b.batch_id, b.kind, b.key, b.attempts,
+                                b.retry_at - time.monotonic(), exc)
+                    return
+                metrics.FLUSH_SECONDS.observe(time.monotonic() - t0)
+                if b.kind == OBJECT:
+                    metrics.OBJECT_BYTES.observe(b.nbytes)
+                self.stats["objects"] += 1
+                log.debug("durable: %s (%d payloads, %d bytes)", key, b.payloads, b.nbytes)
+                self.batcher.done(b)
+                metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
+        finally:
+            self.inflight.pop(b.serial, None)
+
+    async def _drain(self, batches: list[Batch], deadline: float) -> bool:
+        """Write ``batches`` until all are durable or ``deadline``; True if all are."""
+        want = {b.serial for b in batches}
+        while True:
+            left = [self.batcher.sealed[s] for s in want if s in self.batcher.sealed]
+            if not left:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self._schedule(b for b in left if b.retry_at <= time.monotonic())
+            waiting = [self.inflight[b.serial] for b in left if b.serial in self.inflight]
+            timeout = min(0.5, max(0.01, deadline - time.monotonic()))
+            if waiting:
+                await asyncio.wait(waiting, timeout=timeout)
+            else:
+                await asyncio.sleep(min(timeout, 0.1))
+
+    # -- commits ----------------------------------------------------------------------------
+    async def _commit(self, only: set[TP] | None = None) -> None:
+        """Commit every partition whose durable prefix moved; then its watermark."""
+        offsets = {tp: off for tp, off in self.batcher.committable().items()
+                   if only is None or tp in only}
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        offsets = {tp: off for tp, off in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(off, "")
+                                        for (t, p), off in offsets.items()})
+        except KafkaError as exc:  # rebalancing: the next commit (or the new owner) does it
+            log.warning("commit of %s failed, will retry: %s", _fmt(list(offsets)), exc)
+            return
+        metrics.COMMITS.inc()
+        self.stats["commits"] += 1
+        marks = []
+        for tp, off in offsets.items():
+            self.batcher.mark_committed(tp, off)
+            part = self.batcher.parts.get(tp)
+            hw = self.consumer.highwater(TopicPartition(*tp))
+            marks.append(Watermark(
+                group=self.cfg.group, topic=tp[0], partition=tp[1], committed=off,
+                high_water=-1 if hw is None else hw,
+                max_intake_ns=part.max_intake_ns if part else 0,
+                caught_up=hw is not None and off >= hw, updated_ns=time.time_ns()))
+        try:
+            await asyncio.gather(*(asyncio.to_thread(
+                self.store.put, layout.watermark_key(m.group, m.topic, m.partition), m.dumps())
+                for m in marks))
+        except StorageError as exc:  # the next commit writes it again
+            log.warning("watermark write failed: %s", exc)
+
+    # -- observability ----------------------------------------------------------------------
+    def _update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            hw = self.consumer.highwater(tp)
+            part = self.batcher.parts.get((tp.topic, tp.partition))
+            if hw is not None and part is not None and part.next_offset is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, hw - part.next_offset))
+
+    def lag(self) -> int:
+        """Records behind the high water, over partitions with a known position."""
+        total = 0
+        for tp in self.consumer.assignment():
+            hw = self.consumer.highwater(tp)
+            part = self.batcher.parts.get((tp.topic, tp.partition))
+            if hw is not None and part is not None and part.next_offset is not None:
+                total += max(0, hw - part.next_offset)
+        return total
+
+    def _log_summary(self) -> None:
+        s = self.stats
+        log.info("payloads=%d bytes=%d quarantined=%d objects=%d commits=%d "
+                 "write_failures=%d buffered=%d open=%d sealed=%d partitions=%d lag=%d%s",
+                 s["payloads"], s["bytes"], s["quarantined"], s["objects"], s["commits"],
+                 s["write_failures"], self.batcher.buffered_bytes, len(self.batcher.open),
+                 len(self.batcher.sealed), len(self.consumer.assignment()), self.lag(),
+                 " paused" if self.paused else "")
+
+
+def _fmt(tps: Iterable[TP]) -> str:
+    return "[" + ", ".join(f"{t}/{p}" for t, p in sorted(tps)) + "]"

@@ -1,0 +1,70 @@
+"""``tailor ingest``: process setup around :class:`tailor.ingest.consumer.Ingester`.
+
+:func:`run` configures logging, starts the Prometheus endpoint (127.0.0.1
+unless told otherwise), installs SIGTERM/SIGINT handlers that stop fetching
+and make everything durable and committed before exiting, and returns the exit
+code.  Credentials are never logged: the store is described by its URL only,
+and botocore reads the ``AWS_*`` variables itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from tailor import metrics
+from tailor.config import IngestConfig
+from tailor.ingest.consumer import Ingester
+from tailor.shards import load
+from tailor.storage import Store
+
+log = logging.getLogger("tailor.ingest")
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def _start_metrics(cfg: IngestConfig) -> Any:
+    if cfg.metrics_port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(cfg.metrics_port, addr=cfg.metrics_host,
+                                        registry=metrics.REGISTRY)
+    log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, server.server_port)
+    return server
+
+
+async def _main(cfg: IngestConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = Store(cfg.raw, on_retry=lambda op, st: metrics.STORE_RETRIES.labels(op, st).inc())
+    ing = Ingester(cfg, store, load(cfg.shards_file))
+    topics = ", ".join(cfg.topics) if cfg.topics else f"pattern {cfg.topic_pattern!r}"
+    log.info("ingest: group %r, topics %s, raw %s", cfg.group, topics, cfg.raw.url)
+    return await ing.run(stop)
+
+
+def run(cfg: IngestConfig) -> int:
+    """Run one ingest group member until SIGTERM/SIGINT (or idle exit).
+
+    Blocks.  Returns 0 after a clean stop (everything consumed durable and
+    committed), 1 if the shutdown deadline passed first.  Raises
+    :class:`tailor.errors.ConfigError` for a bad shards file.
+    """
+    _setup_logging()
+    server = _start_metrics(cfg)
+    try:
+        return asyncio.run(_main(cfg))
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -1,0 +1,62 @@
+"""Make a sealed batch durable: the raw object, then its index records.
+
+Order matters and is the whole point: the object first, then one
+:class:`tailor.records.ObjectRecord` copy under ``index/{shard}/{hour}/`` for
+every hour of point ts the object holds points of, and only when all of them
+are durable does :meth:`Writer.write` return (after which the consumer may
+commit the offsets).  A batch whose payloads hold no point at all gets no
+index record (a build has nothing to find in it).  Keys are deterministic per
+batch, so writing the same sealed batch again after a failure or a crash
+rewrites the same keys.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tailor import layout
+from tailor.ingest import quarantine
+from tailor.ingest.batcher import OBJECT, Batch
+from tailor.records import ObjectRecord, OffsetRange, hour_counts
+from tailor.storage import Store
+
+
+def object_record(b: Batch, written_ns: int) -> ObjectRecord:
+    """The index record of the sealed object batch ``b``."""
+    assert b.kind == OBJECT and b.min_intake_ns is not None and b.max_intake_ns is not None
+    return ObjectRecord(
+        key=layout.object_key(b.key, b.batch_id), shard=b.key, batch_id=b.batch_id,
+        bytes=b.nbytes, payloads=b.payloads, points=b.points,
+        min_ts=b.min_ts if b.min_ts is not None else 0,
+        max_ts=b.max_ts if b.max_ts is not None else 0,
+        min_intake_ns=b.min_intake_ns, max_intake_ns=b.max_intake_ns, topics=list(b.topics),
+        offsets=[OffsetRange(topic=t, partition=p, first=r[0], last=r[1])
+                 for (t, p), r in sorted(b.ranges.items())],
+        orgs=sorted(b.orgs), hours=hour_counts(b.hours), written_ns=written_ns)
+
+
+class Writer:
+    """Writes sealed batches to the raw store.  Thread-safe; every call blocks."""
+
+    def __init__(self, store: Store, *, part_size: int, concurrency: int) -> None:
+        self.store = store
+        self.part_size = part_size
+        self.concurrency = concurrency
+
+    def write(self, b: Batch) -> str:
+        """Make ``b`` durable; return the key of its object (or quarantine object).
+
+        Blocks for the uploads (multipart above ``part_size``, up to
+        ``concurrency`` parts at once).  Raises
+        :class:`tailor.errors.StorageError` with the failing key when the
+        store keeps failing; nothing may be committed then, and calling again
+        is safe.
+        """
+        if b.kind != OBJECT:
+            return quarantine.write(self.store, b)
+        key = layout.object_key(b.key, b.batch_id)
+        self.store.put(key, b.data(), part_size=self.part_size, concurrency=self.concurrency)
+        rec = object_record(b, time.time_ns()).dumps()
+        for hour in sorted(b.hours):
+            self.store.put(layout.index_key(b.key, hour, b.batch_id), rec)
+        return key

@@ -1,0 +1,123 @@
+"""A fault-injecting HTTP reverse proxy on loopback, in front of the moto S3 server.
+
+It forwards every request unchanged, except that a share ``fail_rate`` of them
+(decided by a seeded RNG) is answered with S3's ``503 SlowDown`` error, and
+each forwarded request may be delayed by ``delay_s``.  It counts requests by
+method and outcome so tests can see faults were injected.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from tailor.services import free_port
+
+SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message>"
+            b"<RequestId>faultproxy</RequestId></Error>")
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer",
+        "upgrade", "content-length"}
+
+
+class FaultProxy:
+    """``with FaultProxy(upstream, fail_rate=0.3) as p: p.endpoint_url``."""
+
+    def __init__(self, upstream: str, *, fail_rate: float = 0.0, delay_s: float = 0.0,
+                 seed: int = 0) -> None:
+        u = urlsplit(upstream)
+        self.upstream = (u.hostname or "127.0.0.1", u.port or 80)
+        self.fail_rate = fail_rate
+        self.delay_s = delay_s
+        self.rng = random.Random(seed)
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def _decide(self) -> bool:
+        with self.lock:
+            return self.rng.random() < self.fail_rate
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = bytearray()
+                    for _ in range(1 << 20):  # bounded: chunks of one request
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline().strip():  # trailers
+                                pass
+                            break
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                    return bytes(out)
+                n = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(n) if n else b""
+
+            def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() not in _HOP:
+                        self.send_header(k, v)
+                if self.command == "HEAD":
+                    length = next((v for k, v in headers if k.lower() == "content-length"), "0")
+                    self.send_header("Content-Length", length)
+                else:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _any(self) -> None:
+                body = self._body()
+                if proxy._decide():
+                    with proxy.lock:
+                        proxy.counts[f"{self.command} 503"] += 1
+                    self._send(503, [("Content-Type", "application/xml")], SLOWDOWN)
+                    return
+                if proxy.delay_s:
+                    threading.Event().wait(proxy.delay_s)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self._send(resp.status, resp.getheaders(), data)
+                finally:
+                    conn.close()
+                with proxy.lock:
+                    proxy.counts[f"{self.command} {resp.status}"] += 1
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+        return Handler
