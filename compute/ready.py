@@ -413,8 +413,8 @@ class ReadyReport:
                   "raise the lease TTL if builds take longer" for c in self.lost_leases]
         b, f, s = (len(self.by(x)) for x in ("built", "failed", "skipped"))
         if f:
-            lines.append("failed chunks stay unbuilt (or stale): fix the cause above and run "
-                         "`tailor build --ready` again; it picks them up")
+            lines.append("to retry: fix the cause above and run "
+                         "`tailor build --ready` again; failed chunks stay unbuilt (or stale)")
         lines.append(f"tailor build --ready: {len(self.outcomes)} chunk(s) selected: {b} built, "
                      f"{f} failed, {s} skipped")
         return "\n".join(lines)
