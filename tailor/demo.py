@@ -16,6 +16,7 @@ a dedicated shard in the middle of the first window, to show resharding),
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -175,6 +176,7 @@ def _run(points: int, workdir: str | None, use_s3: bool) -> int:
                               AWS_DEFAULT_REGION="us-east-1")
             for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
                 os.environ.pop(k, None)
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
             s3 = services.start_s3()
             stack.callback(s3.close)
             endpoint = s3.endpoint_url
