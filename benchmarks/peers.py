@@ -114,18 +114,19 @@ def spark_missing() -> str | None:
     return None
 
 
-def spark_session(cores: int) -> Any:
+def spark_session(cores: int | None = None) -> Any:
+    """A local session on every core (``local[*]``) unless ``cores`` is given."""
     from pyspark.sql import SparkSession
 
     return (
-        SparkSession.builder.master(f"local[{cores}]")
+        SparkSession.builder.master(f"local[{cores or '*'}]")
         .appName("tailor-bench")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "6g")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", str(max(2, cores * 4)))
+        .config("spark.sql.shuffle.partitions", str(max(2, (cores or os.cpu_count() or 2) * 4)))
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )

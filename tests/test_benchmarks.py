@@ -127,3 +127,48 @@ def test_sampler_counters_profile_and_report(small: harness.Prepared, tmp_path: 
     md = harness.render(res)
     assert "| tailor | 3 | 2.00 s (1.00–3.00) |" in md
     assert "vs duckdb: 2.50×" in md and "S files / Gorilla + keys: 0.83×" in md
+
+
+def _reference_bits(ts: list[int], vals: list[float], header: int) -> int:
+    """A plain-Python bit writer of the Gorilla scheme, to cross-check the numba count."""
+    bits = 64 + 14 + 64
+    raw = np.array(vals, dtype=np.float64).view(np.uint64).tolist()
+    prev_delta = ts[0] - header
+    p_lead = p_trail = -1
+    for i in range(1, len(ts)):
+        delta = ts[i] - ts[i - 1]
+        dod = delta - prev_delta
+        prev_delta = delta
+        bits += next(n for lo, hi, n in ((0, 0, 1), (-63, 64, 9), (-255, 256, 12),
+                                         (-2047, 2048, 16), (-(2**40), 2**40, 36))
+                     if lo <= dod <= hi)
+        x = raw[i] ^ raw[i - 1]
+        if x == 0:
+            bits += 1
+            continue
+        lead = min(64 - x.bit_length(), 31)
+        trail = (x & -x).bit_length() - 1
+        if p_lead >= 0 and lead >= p_lead and trail >= p_trail:
+            bits += 2 + 64 - p_lead - p_trail
+        else:
+            bits += 13 + 64 - lead - trail
+            p_lead, p_trail = lead, trail
+    return (bits + 7) // 8
+
+
+def test_gorilla_matches_a_plain_bit_writer() -> None:
+    rng = np.random.default_rng(7)
+    total = 0
+    orgs, tss, vals = [], [], []
+    for s in range(6):
+        n = int(rng.integers(1, 300))
+        ts = np.sort(rng.choice(np.arange(H, H + 14_400), n, replace=False)).tolist()
+        v = np.cumsum(rng.normal(size=n)) if s % 2 else rng.choice([0.0, 1.5, np.nan, -np.inf], n)
+        total += _reference_bits(ts, v.tolist(), H)
+        orgs += [s] * n
+        tss += ts
+        vals += v.tolist()
+    org = np.array(orgs, dtype=np.uint32)
+    z = np.zeros(len(org), dtype=np.uint64)
+    g = gorilla.encode_size(org, z, z, np.array(tss, dtype=np.uint32), np.array(vals), H)
+    assert (g.series_blocks, g.stream_bytes) == (6, total)
