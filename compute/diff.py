@@ -316,8 +316,19 @@ def render_table(r: DiffReport, a: str, b: str) -> str:
 
 
 def run(cfg: DiffConfig, *, as_json: bool = False) -> int:
-    """Print the comparison; 0 when identical, 1 when anything differs."""
+    """Print the comparison; 0 when identical, 1 when anything differs.
+
+    Raises :class:`ConfigError` (exit 2) when neither root holds any chunk
+    in scope: comparing nothing is never a pass.
+    """
     a, b = Store(cfg.a), Store(cfg.b)
     report = diff_roots(a, b, shard=cfg.shard, windows=cfg.windows, examples=cfg.examples)
+    if not report.chunks:  # a typo in a URL must not pass a migration check
+        raise ConfigError("nothing to compare: neither root holds a chunk"
+                          + (f" of shard {cfg.shard}" if cfg.shard else "")
+                          + (" in those windows" if cfg.windows else ""),
+                          a=cfg.a.url, b=cfg.b.url,
+                          fix="check both URLs (a chunk is {shard}/{YYYY-MM-DDTHH}/_manifest.json "
+                              "under the root), --shard and --windows")
     click.echo(render_json(report) if as_json else render_table(report, cfg.a.url, cfg.b.url))
     return 0 if report.identical else 1

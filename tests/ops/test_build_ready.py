@@ -6,6 +6,7 @@ build it into fresh output roots.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from pathlib import Path
@@ -142,6 +143,16 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     stale = [k for k, r in rows.items() if r.stale]
     assert stale == [(shard, T0)], rows
     assert rows[(shard, T0)].action == "rebuild"
+    from click.testing import CliRunner
+
+    from tailor.cli import main
+
+    res = CliRunner().invoke(main, ["status", "--raw", cfg.raw.url, "--out", cfg.out.url,
+                                    "--shards", stream.shards_file, "--shard", shard, "--json"])
+    assert res.exit_code == 0, res.output
+    (chunk,) = [c for c in json.loads(res.output)["shards"][shard]["chunks"] if c["start"] == T0]
+    assert chunk["stale"] and chunk["action"] == "rebuild" and len(chunk["late"]) == 1
+    assert chunk["late"][0] not in chunk["inputs"]
 
     rep = build_ready(cfg, dask_client)
     assert [(o.shard, o.start, o.reason, o.status) for o in rep.outcomes] == [

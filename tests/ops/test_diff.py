@@ -104,6 +104,10 @@ def test_roots_local_and_cli(tmp_path: Path) -> None:
     res = runner.invoke(main, ["diff", str(tmp_path / "a"), str(tmp_path / "b"),
                                "--windows", "2026-01-01T04..2026-01-01T08"])
     assert res.exit_code == 1 and "only A" in res.output and "org-mod-3" not in res.output
+    res = runner.invoke(main, ["diff", str(tmp_path / "a"), str(tmp_path / "typo")])
+    assert res.exit_code == 1  # A's chunks are all missing in B
+    res = runner.invoke(main, ["diff", str(tmp_path / "typo1"), str(tmp_path / "typo2")])
+    assert res.exit_code == 2 and "nothing to compare" in res.output
 
 
 def test_roots_on_s3(s3: object, bucket: str) -> None:
