@@ -28,8 +28,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -48,6 +49,7 @@ log = logging.getLogger("tailor.ingest")
 POLL_MS = 200
 MAX_RECORDS = 2000
 RETRY_MAX_S = 30.0
+T = TypeVar("T")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -73,6 +75,11 @@ class Ingester:
         self.lock = asyncio.Lock()
         self.sem = asyncio.Semaphore(cfg.upload_concurrency)
         self.inflight: dict[int, asyncio.Task[None]] = {}
+        # Store calls block: they run here, so a stuck one cannot hold up the exit.
+        self.pool = ThreadPoolExecutor(cfg.upload_concurrency + 2, "tailor-upload")
+        self.abandoned = False  # True when exiting with writes still running
+        self.marks: dict[TP, Watermark] = {}  # committed, watermark not yet written
+        self.mark_task: asyncio.Task[None] | None = None
         self.epoch = 0  # bumped on every assignment change
         self.paused = False
         self.last_activity = time.monotonic()
@@ -112,6 +119,11 @@ class Ingester:
         finally:
             for t in self.inflight.values():
                 t.cancel()
+            if self.mark_task is not None and not self.mark_task.done():
+                self.mark_task.cancel()
+                self.abandoned = True
+            self.abandoned |= bool(self.inflight)
+            self.pool.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(KafkaError, asyncio.CancelledError):
                 await self.consumer.stop()
 
@@ -144,19 +156,26 @@ class Ingester:
 
     async def _shutdown(self) -> int:
         deadline = time.monotonic() + max(1.0, self.cfg.shutdown_deadline_s - 3.0)
-        with contextlib.suppress(Exception):
-            self.consumer.pause(*self.consumer.assignment())
+        self.consumer.pause(*self.consumer.assignment())
         async with self.lock:
             pending = self.batcher.seal_all()
             ok = await self._drain(pending, deadline)
-            await self._commit()
+            committed = await self._commit()
+        if self.mark_task is not None:
+            await asyncio.wait([self.mark_task], timeout=max(0.1, deadline - time.monotonic()))
         self._log_summary()
         if not ok:
             left = len(self.batcher.sealed)
             log.error("shutdown deadline passed with %d batch(es) not durable; their offsets "
                       "were not committed and will be delivered again", left)
             return 1
+        if not committed:
+            log.error("the final commit failed: durable records will be delivered again")
+            return 1
         return 0
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     # -- rebalance ----------------------------------------------------------------------
     async def on_revoked(self, tps: list[TP]) -> None:
@@ -235,7 +254,7 @@ class Ingester:
             async with self.sem:
                 t0 = time.monotonic()
                 try:
-                    key = await asyncio.to_thread(self.writer.write, b)
+                    key = await self._blocking(self.writer.write, b)
                 except StorageError as exc:
                     b.attempts += 1
                     b.retry_at = time.monotonic() + min(RETRY_MAX_S, 0.5 * 2 ** b.attempts)
@@ -272,38 +291,54 @@ class Ingester:
                 await asyncio.sleep(min(timeout, 0.1))
 
     # -- commits ----------------------------------------------------------------------------
-    async def _commit(self, only: set[TP] | None = None) -> None:
-        """Commit every partition whose durable prefix moved; then its watermark."""
+    async def _commit(self, only: set[TP] | None = None) -> bool:
+        """Commit every partition whose durable prefix moved; then its watermark.
+
+        Returns False if the commit failed (rebalancing, broker gone): it is
+        tried again next time; never raises on Kafka or store errors.
+        """
         offsets = {tp: off for tp, off in self.batcher.committable().items()
                    if only is None or tp in only}
         assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
         offsets = {tp: off for tp, off in offsets.items() if tp in assigned}
         if not offsets:
-            return
+            return True
         try:
             await self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(off, "")
                                         for (t, p), off in offsets.items()})
         except KafkaError as exc:  # rebalancing: the next commit (or the new owner) does it
             log.warning("commit of %s failed, will retry: %s", _fmt(list(offsets)), exc)
-            return
+            return False
         metrics.COMMITS.inc()
         self.stats["commits"] += 1
-        marks = []
         for tp, off in offsets.items():
             self.batcher.mark_committed(tp, off)
             part = self.batcher.parts.get(tp)
             hw = self.consumer.highwater(TopicPartition(*tp))
-            marks.append(Watermark(
+            self.marks[tp] = Watermark(
                 group=self.cfg.group, topic=tp[0], partition=tp[1], committed=off,
                 high_water=-1 if hw is None else hw,
                 max_intake_ns=part.max_intake_ns if part else 0,
-                caught_up=hw is not None and off >= hw, updated_ns=time.time_ns()))
-        try:
-            await asyncio.gather(*(asyncio.to_thread(
-                self.store.put, layout.watermark_key(m.group, m.topic, m.partition), m.dumps())
-                for m in marks))
-        except StorageError as exc:  # the next commit writes it again
-            log.warning("watermark write failed: %s", exc)
+                caught_up=hw is not None and off >= hw, updated_ns=time.time_ns())
+        if self.mark_task is None or self.mark_task.done():
+            self.mark_task = asyncio.create_task(self._write_marks())
+        return True
+
+    async def _write_marks(self) -> None:
+        """Write the latest watermark of every committed partition (background:
+        a slow store must not hold up fetching).  Failures are retried with
+        the next commit."""
+        while self.marks:
+            marks, self.marks = self.marks, {}
+            try:
+                await asyncio.gather(*(self._blocking(
+                    self.store.put, layout.watermark_key(m.group, m.topic, m.partition),
+                    m.dumps()) for m in marks.values()))
+            except StorageError as exc:
+                log.warning("watermark write failed: %s", exc)
+                for tp, m in marks.items():
+                    self.marks.setdefault(tp, m)
+                return
 
     # -- observability ----------------------------------------------------------------------
     def _update_lag(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -51,7 +52,13 @@ async def _main(cfg: IngestConfig) -> int:
     ing = Ingester(cfg, store, load(cfg.shards_file))
     topics = ", ".join(cfg.topics) if cfg.topics else f"pattern {cfg.topic_pattern!r}"
     log.info("ingest: group %r, topics %s, raw %s", cfg.group, topics, cfg.raw.url)
-    return await ing.run(stop)
+    rc = await ing.run(stop)
+    if ing.abandoned:
+        # A stuck upload must not hold the exit past the deadline: nothing it
+        # would write was committed, and rewriting it later is harmless.
+        logging.shutdown()
+        os._exit(rc or 1)
+    return rc
 
 
 def run(cfg: IngestConfig) -> int:

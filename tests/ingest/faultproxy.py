@@ -40,6 +40,8 @@ class FaultProxy:
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        self.closing = threading.Event()  # cuts injected delays short on close
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -51,6 +53,7 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
@@ -105,7 +108,7 @@ class FaultProxy:
                     self._send(503, [("Content-Type", "application/xml")], SLOWDOWN)
                     return
                 if proxy.delay_s:
-                    threading.Event().wait(proxy.delay_s)
+                    proxy.closing.wait(proxy.delay_s)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:

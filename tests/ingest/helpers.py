@@ -225,11 +225,13 @@ def read_log(path: str) -> str:
     return Path(path).read_text(errors="replace")
 
 
-def start(cmd: list[str], log_path: str) -> subprocess.Popen[bytes]:
-    out = open(log_path, "wb")  # noqa: SIM115 - closed by the child's exit
+def start(cmd: list[str], log_path: str,
+          procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Start an ingester logging to ``log_path``; ``procs`` (the fixture) reaps it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    out.close()
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    procs.append(proc)
     return proc
 
 
