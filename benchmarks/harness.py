@@ -307,10 +307,15 @@ def ingest_bench(a: argparse.Namespace, prep: Prepared, work: Path, res: Results
             from benchmarks.profile import inclusive, top_frames
 
             prof = str(work / "ingest.pyspy.txt")
-            pr = run_ingest(b.bootstrap, TOPICS, str(work / "raw-ingest-profile"),
-                            f"bench-{uuid.uuid4().hex[:8]}", len(prep.records),
-                            log_path=str(work / "ingest.log"), profile=prof)
-            shutil.rmtree(work / "raw-ingest-profile", ignore_errors=True)
+            try:
+                pr = run_ingest(b.bootstrap, TOPICS, str(work / "raw-ingest-profile"),
+                                f"bench-{uuid.uuid4().hex[:8]}", len(prep.records),
+                                log_path=str(work / "ingest.log"), profile=prof)
+            except (OSError, RuntimeError) as exc:
+                res.ingest_notes.append(f"py-spy profile of ingest failed: {exc}")
+                return raw_dirs[:1]
+            finally:
+                shutil.rmtree(work / "raw-ingest-profile", ignore_errors=True)
             res.ingest_profile = top_frames(prof, 12)
             res.ingest_profile_inclusive = inclusive(
                 prof, r"\((consumer|batcher|writer|quarantine|payload|framing|storage|"
