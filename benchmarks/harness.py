@@ -380,7 +380,8 @@ def build_bench(a: argparse.Namespace, prep: Prepared, raw: str, warm_raw: str, 
                         shutil.rmtree(keep, ignore_errors=True)
                         shutil.copytree(out, keep)
                 res.build.setdefault(name, Runs()).add(secs)
-                log(f"build round {i + 1} {name}: {secs:.2f} s")
+                res.load.append(os.getloadavg()[0])
+                log(f"build round {i + 1} {name}: {secs:.2f} s (load {res.load[-1]:.2f})")
                 shutil.rmtree(out, ignore_errors=True)
     finally:
         if spark is not None:
@@ -526,8 +527,11 @@ def render(res: Results) -> str:
                     "## Command", "", f"    {res.command}", "",
                     "(`make bench BENCH_ARGS='...'` runs the same.)", "", "## Machine", ""]
     L += _machine()
-    L.append(f"- load average (1 min) at start / end: "
-             f"{' / '.join(f'{x:.2f}' for x in res.load)} (other users share this machine)")
+    if res.load:
+        L.append(f"- load average (1 min), sampled at start, after every timed build and at "
+                 f"the end: {min(res.load):.2f}–{max(res.load):.2f} (median "
+                 f"{Runs(res.load).median:.2f}); 4 other engineers share these 2 cores, so "
+                 "every timing carries their noise")
     L += ["", "## Dataset", ""]
     if d:
         L += [f"- `tailor.synth` seed {res.args['seed']}: {d['points_target']:,} points asked, "
