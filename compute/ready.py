@@ -42,7 +42,7 @@ from pydantic import ValidationError
 
 from tailor.config import BuildConfig
 from tailor.errors import TailorError
-from tailor.layout import HOUR, parse_stamp, stamp, window_start
+from tailor.layout import HOUR, object_key, parse_stamp, stamp, window_start
 from tailor.records import Manifest, ObjectRecord, Watermark, _Record
 from tailor.shards import Dedicated, ShardMap
 from tailor.shards import load as load_shards
@@ -107,7 +107,10 @@ class ChunkRow:
     ``points`` counts every point of the candidate objects in the window's
     hours (an upper bound next to a resharding cutover); ``max_ts`` is exact
     for objects ending inside the window, else the end of the last hour with
-    points.  ``late`` lists candidate objects missing from the manifest.
+    points.  Both are None when some of the chunk's objects were not read
+    because the manifest already accounts for them (see :func:`records_to_read`;
+    ``built_points`` is exact then).  ``late`` lists candidate objects missing
+    from the manifest.
     """
 
     shard: str
@@ -115,7 +118,7 @@ class ChunkRow:
     start: int
     end: int
     objects: int
-    points: int
+    points: int | None
     max_ts: int | None
     watermark_ns: int | None
     ready: bool
@@ -143,17 +146,53 @@ def is_ready(end: int, watermark_ns: int | None, grace_s: float) -> bool:
     return watermark_ns is not None and watermark_ns >= (end + grace_s) * 10**9
 
 
-def _windows_of(r: ObjectRecord, length: int) -> set[int]:
+def _windows_of_hours(hour_starts: Iterable[int], length: int) -> set[int]:
     out: set[int] = set()
-    for h, n in r.hours.items():
-        if n <= 0:
-            continue
-        t = parse_stamp(h)
+    for t in hour_starts:
         w = window_start(t, length)
         while w < t + HOUR:
             out.add(w)
             w += length
     return out
+
+
+def _windows_of(r: ObjectRecord, length: int) -> set[int]:
+    return _windows_of_hours((parse_stamp(h) for h, n in r.hours.items() if n > 0), length)
+
+
+#: What a listing of ``index/`` shows without reading a record:
+#: raw shard → batch id → hour starts the object is indexed under.
+Listing = Mapping[str, Mapping[str, Iterable[int]]]
+
+
+def records_to_read(smap: ShardMap, shards: Sequence[str], listing: Listing,
+                    manifests: Mapping[tuple[str, int], Manifest], *,
+                    length: int) -> set[tuple[str, str]]:
+    """``(raw_shard, batch_id)`` of the index records status must read.
+
+    An object's key follows from its index key (``layout.object_key``), so a
+    listing tells which objects every built chunk already holds.  A record is
+    read unless every chunk of ``shards`` it may feed (by its hours; a source
+    restricted to a moved org counts as feeding while its cutover allows) is
+    built with the object among its inputs.  So a cron run reads only new
+    records, not the whole history.
+    """
+    feeds: dict[str, list[tuple[str, int | None]]] = {}
+    for s in shards:
+        for raw, org in smap.sources(s):
+            feeds.setdefault(raw, []).append((s, org))
+    inputs = {k: {i.key for i in m.inputs} for k, m in manifests.items()}
+    need: set[tuple[str, str]] = set()
+    for raw, batches in listing.items():
+        targets = feeds.get(raw, [])
+        for batch, hrs in batches.items():
+            key = object_key(raw, batch)
+            wins = _windows_of_hours(hrs, length)
+            if any(key not in inputs.get((s, w), ())
+                   for s, org in targets for w in wins
+                   if org is None or _org_in_window(smap, s, smap.dedicated[org], w, w + length)):
+                need.add((raw, batch))
+    return need
 
 
 def candidates(smap: ShardMap, shard: str, by_raw: Mapping[str, Sequence[ObjectRecord]],
@@ -196,17 +235,27 @@ def chunk_rows(
     *,
     length: int,
     grace_s: float,
+    listing: Listing | None = None,
 ) -> list[ChunkRow]:
     """One row per (shard, window) that has candidate objects or a manifest.
 
-    ``records`` are the raw index records (any raw shard, duplicates by key
-    allowed); ``manifests`` are keyed by ``(shard, window_start)``.  Rows are
-    sorted by shard (in ``shards`` order) then window.
+    ``records`` are the raw index records read (any raw shard, duplicates by
+    key allowed); ``manifests`` are keyed by ``(shard, window_start)``.  With
+    ``listing``, ``records`` may omit the records :func:`records_to_read`
+    left out: those objects count for the chunks whose manifests hold them.
+    Rows are sorted by shard (in ``shards`` order) then window.
     """
     by_raw: dict[str, dict[str, ObjectRecord]] = {}
     for r in records:
         by_raw.setdefault(r.shard, {})[r.key] = r
     raw_lists = {k: list(v.values()) for k, v in by_raw.items()}
+    unread: dict[tuple[str, int], set[str]] = {}  # (raw shard, window) → object keys
+    for raw, batches in (listing or {}).items():
+        for batch, hrs in batches.items():
+            key = object_key(raw, batch)
+            if key not in by_raw.get(raw, {}):
+                for w in _windows_of_hours(hrs, length):
+                    unread.setdefault((raw, w), set()).add(key)
     wm = ingest_watermark(watermarks)
     rows: list[ChunkRow] = []
     for shard in shards:
@@ -219,6 +268,8 @@ def chunk_rows(
             ready = is_ready(end, wm, grace_s)
             inputs = sorted(i.key for i in m.inputs) if m is not None else []
             have = set(inputs)
+            held = {k for raw, _ in smap.sources(shard) for k in unread.get((raw, start), ())
+                    if k in have}  # unread objects count only where a manifest holds them
             late = [r.key for r in recs if r.key not in have] if m is not None else []
             stale = bool(late)
             action: Action
@@ -229,9 +280,11 @@ def chunk_rows(
             else:
                 action = "ok"
             rows.append(ChunkRow(
-                shard=shard, window=stamp(start), start=start, end=end, objects=len(recs),
-                points=sum(r.points_in(start, length) for r in recs),
-                max_ts=_max_ts(recs, start, end), watermark_ns=wm, ready=ready,
+                shard=shard, window=stamp(start), start=start, end=end,
+                objects=len(recs) + len(held - {r.key for r in recs}),
+                points=None if held else sum(r.points_in(start, length) for r in recs),
+                max_ts=None if held else _max_ts(recs, start, end), watermark_ns=wm,
+                ready=ready,
                 built=m is not None, built_points=m.points if m else None,
                 duplicates_dropped=m.duplicates_dropped if m else None,
                 built_ns=m.built_ns if m else None, inputs=inputs, late=late, stale=stale,
@@ -474,9 +527,9 @@ def build_ready(cfg: BuildConfig, client: Any = None, *, owner: str | None = Non
     length = cfg.window_seconds
     raw, out = Store(cfg.raw), Store(cfg.out)
     owner = owner or default_owner()
-    state = load_state(raw, out, smap, cfg.shards)
+    state = load_state(raw, out, smap, cfg.shards, length=length)
     rows = chunk_rows(smap, cfg.shards, state.records, state.manifests, state.watermarks,
-                      length=length, grace_s=cfg.grace_s)
+                      length=length, grace_s=cfg.grace_s, listing=state.listing)
     report = ReadyReport()
     leases: dict[tuple[str, int], Lease] = {}
     todo: list[Selected] = []

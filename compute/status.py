@@ -17,10 +17,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from tailor.compute.ready import ChunkRow, chunk_rows, ingest_watermark, moves
+from tailor.compute.ready import ChunkRow, chunk_rows, ingest_watermark, moves, records_to_read
 from tailor.config import StatusConfig
-from tailor.errors import StorageError
-from tailor.layout import hours, index_dir, manifest_key, parse_stamp
+from tailor.errors import ConfigError, StorageError
+from tailor.layout import WINDOW_SECONDS, hours, index_dir, index_key, manifest_key, parse_stamp
 from tailor.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, load
 from tailor.storage import Store
@@ -30,11 +30,16 @@ _THREADS = 16
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """Everything status needs, read from the stores."""
+    """Everything status needs, read from the stores.
+
+    ``records`` holds only the index records :func:`records_to_read` asks
+    for; ``listing`` names every indexed object (pass both to ``chunk_rows``).
+    """
 
     records: list[ObjectRecord]
     manifests: dict[tuple[str, int], Manifest]
     watermarks: list[Watermark]
+    listing: dict[str, dict[str, set[int]]]
 
 
 def _read_many(store: Store, keys: Sequence[str]) -> list[tuple[str, bytes]]:
@@ -82,6 +87,23 @@ def load_records(raw: Store, raw_shards: Iterable[str],
     return [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, sorted(keys.values()))]
 
 
+def list_index(raw: Store, raw_shards: Iterable[str]) -> dict[str, dict[str, set[int]]]:
+    """raw shard → batch id → hour starts it is indexed under (listing only)."""
+    out: dict[str, dict[str, set[int]]] = {}
+    for rs in raw_shards:
+        batches = out.setdefault(rs, {})
+        for k in raw.list(f"index/{rs}/"):
+            parts = k.split("/")
+            if len(parts) != 4 or not parts[3].endswith(".json"):
+                continue
+            try:
+                hour = parse_stamp(parts[2], what="index hour")
+            except ConfigError:
+                continue  # not Tailor's
+            batches.setdefault(parts[3][:-5], set()).add(hour)
+    return out
+
+
 def load_watermarks(raw: Store) -> list[Watermark]:
     keys = [k for k in raw.list("watermarks/") if k.endswith(".json")]
     return [_parse(Watermark, k, d, raw) for k, d in _read_many(raw, keys)]
@@ -100,12 +122,22 @@ def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], M
     return found
 
 
-def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str]) -> State:
-    """Read every index record, watermark and manifest relevant to ``shards``."""
+def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
+               length: int = WINDOW_SECONDS) -> State:
+    """List the index and read the manifests, watermarks and the index records
+    that built chunks do not already account for (:func:`records_to_read`).
+
+    Costs one listing of ``index/{raw_shard}/`` per raw shard, one GET per
+    manifest and watermark, and one GET per *new* object.
+    """
     raw.invalidate()
     out.invalidate()
-    return State(load_records(raw, raw_shards_for(smap, shards)), load_manifests(out, shards),
-                 load_watermarks(raw))
+    manifests = load_manifests(out, shards)
+    listing = list_index(raw, raw_shards_for(smap, shards))
+    need = records_to_read(smap, shards, listing, manifests, length=length)
+    keys = sorted(index_key(rs, min(listing[rs][b]), b) for rs, b in need)
+    records = [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, keys)]
+    return State(records, manifests, load_watermarks(raw), listing)
 
 
 def load_chunk(raw: Store, out: Store, smap: ShardMap, shard: str, start: int,
@@ -179,7 +211,7 @@ def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str]
             lines.append("  (no data)")
             continue
         table = [_HEAD] + [(
-            r.window, str(r.points), _ts(r.max_ts), str(r.objects),
+            r.window, "-" if r.points is None else str(r.points), _ts(r.max_ts), str(r.objects),
             (str(r.built_points) if r.built else "no"),
             (str(r.duplicates_dropped) if r.built else "-"),
             (str(len(r.inputs)) if r.built else "-"),
@@ -198,8 +230,8 @@ def run(cfg: StatusConfig, *, as_json: bool = False) -> None:
     """Print the status of every shard (or ``cfg.shard``) to stdout."""
     smap = load(cfg.shards_file)
     shards = [smap.check_shard(cfg.shard)] if cfg.shard else smap.all_shards()
-    state = load_state(Store(cfg.raw), Store(cfg.out), smap, shards)
+    state = load_state(Store(cfg.raw), Store(cfg.out), smap, shards, length=cfg.window_seconds)
     rows = chunk_rows(smap, shards, state.records, state.manifests, state.watermarks,
-                      length=cfg.window_seconds, grace_s=cfg.grace_s)
+                      length=cfg.window_seconds, grace_s=cfg.grace_s, listing=state.listing)
     render = render_json if as_json else render_table
     click.echo(render(rows, smap, shards, state.watermarks))

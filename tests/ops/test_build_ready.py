@@ -125,6 +125,8 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     assert build_ready(cfg, dask_client).exit_code == 0
     smap = load(stream.shards_file)
     raw, out = Store(cfg.raw), Store(cfg.out)
+    # Everything is built: status lists the index but reads no record.
+    assert load_state(raw, out, smap, smap.all_shards()).records == []
     # A new point for the first window of an org's shard, arriving much later.
     org = int(stream.synth.pay_org[0])
     shard = smap.shard_for(org, T0)
@@ -137,9 +139,10 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     ingest(stream.broker.bootstrap, stream.topics, stream.raw, shards_file=stream.shards_file)
 
     st = load_state(raw, out, smap, smap.all_shards())
+    assert [r.points for r in st.records] == [1]  # only the new object's record is read
     rows = {(r.shard, r.start): r for r in chunk_rows(
         smap, smap.all_shards(), st.records, st.manifests, st.watermarks, length=W,
-        grace_s=cfg.grace_s)}
+        grace_s=cfg.grace_s, listing=st.listing)}
     stale = [k for k, r in rows.items() if r.stale]
     assert stale == [(shard, T0)], rows
     assert rows[(shard, T0)].action == "rebuild"
@@ -163,7 +166,7 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     st = load_state(raw, out, smap, smap.all_shards())
     assert not any(r.stale for r in chunk_rows(
         smap, smap.all_shards(), st.records, st.manifests, st.watermarks, length=W,
-        grace_s=cfg.grace_s))
+        grace_s=cfg.grace_s, listing=st.listing))
 
 
 def test_held_lease_is_skipped_expired_one_taken_over_and_cli_exit_codes(

@@ -129,3 +129,50 @@ def test_moved_org_objects_count_for_both_shards_only_around_the_cutover() -> No
     assert (m4.direction, m4.other) == ("in", "org-mod-0")
     assert "org 4 in (from org-mod-0" in m4.describe()
     assert moves(MOVED, "org-mod-1") == []
+
+
+def test_only_records_not_accounted_for_by_manifests_are_read() -> None:
+    from tailor.compute.ready import records_to_read
+
+    a = rec("org-mod-0", "a", {T0: 5, T0 + W: 1})  # feeds two windows
+    b = rec("org-mod-0", "b", {T0: 2})
+    c = rec("org-mod-1", "c", {T0: 4})
+    listing = {"org-mod-0": {"a": [T0, T0 + W], "b": [T0]}, "org-mod-1": {"c": [T0]}}
+    m = {("org-mod-0", T0): manifest("org-mod-0", T0, [a, b]),
+         ("org-mod-1", T0): manifest("org-mod-1", T0, [c])}
+    # 'a' also feeds the unbuilt window T0+W: read it; 'b' and 'c' are accounted for.
+    assert records_to_read(SMAP, SMAP.all_shards(), listing, m, length=W) == {
+        ("org-mod-0", "a")}
+    rows = {(r.shard, r.start): r for r in rows_for_listing([a], m, listing)}
+    r0 = rows[("org-mod-0", T0)]
+    assert (r0.objects, r0.points, r0.max_ts, r0.stale, r0.action) == (2, None, None, False, "ok")
+    assert rows[("org-mod-0", T0 + W)].points == 1  # every object of it was read
+    r1 = rows[("org-mod-1", T0)]
+    assert (r1.objects, r1.points, r1.stale) == (1, None, False)
+    # A late object shows up in the listing: it is read, and the chunk is stale.
+    late = rec("org-mod-1", "late", {T0 + HOUR: 1})
+    listing2 = {**listing, "org-mod-1": {"c": [T0], "late": [T0 + HOUR]}}
+    assert records_to_read(SMAP, SMAP.all_shards(), listing2, m, length=W) == {
+        ("org-mod-0", "a"), ("org-mod-1", "late")}
+    r1 = {(r.shard, r.start): r for r in rows_for_listing([a, late], m, listing2)}[
+        ("org-mod-1", T0)]
+    assert (r1.objects, r1.stale, r1.late, r1.action) == (2, True, [late.key], "rebuild")
+
+
+def test_moved_org_source_is_read_unless_the_dedicated_chunk_holds_it() -> None:
+    from tailor.compute.ready import records_to_read
+
+    shared = rec("org-mod-0", "s", {T0: 3}, orgs=[2, 4])
+    listing = {"org-mod-0": {"s": [T0]}}
+    only_shared = {("org-mod-0", T0): manifest("org-mod-0", T0, [shared])}
+    # Window T0 straddles org 4's cutover: org-4's chunk may need 's' too.
+    assert records_to_read(MOVED, MOVED.all_shards(), listing, only_shared, length=W) == {
+        ("org-mod-0", "s")}
+    both = {**only_shared, ("org-4", T0): manifest("org-4", T0, [shared])}
+    assert records_to_read(MOVED, MOVED.all_shards(), listing, both, length=W) == set()
+
+
+def rows_for_listing(records: list[ObjectRecord], manifests: dict[tuple[str, int], Manifest],
+                     listing: dict[str, dict[str, list[int]]]) -> list[ChunkRow]:
+    return chunk_rows(SMAP, SMAP.all_shards(), records, manifests, [wm(0, T0 + 9 * W)],
+                      length=W, grace_s=900, listing=listing)
