@@ -123,18 +123,21 @@ def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], M
 
 
 def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
-               length: int = WINDOW_SECONDS) -> State:
-    """List the index and read the manifests, watermarks and the index records
-    that built chunks do not already account for (:func:`records_to_read`).
+               length: int = WINDOW_SECONDS, full: bool = False) -> State:
+    """List the index, read the manifests and watermarks, and the index records.
 
-    Costs one listing of ``index/{raw_shard}/`` per raw shard, one GET per
-    manifest and watermark, and one GET per *new* object.
+    With ``full`` every record is read (exact ingested points and max ts for
+    every chunk).  Otherwise only the records built chunks do not already
+    account for (:func:`records_to_read`): one listing of
+    ``index/{raw_shard}/`` per raw shard, one GET per manifest and watermark,
+    and one GET per *new* object, whatever the history.
     """
     raw.invalidate()
     out.invalidate()
     manifests = load_manifests(out, shards)
     listing = list_index(raw, raw_shards_for(smap, shards))
-    need = records_to_read(smap, shards, listing, manifests, length=length)
+    need = ({(rs, b) for rs, bs in listing.items() for b in bs} if full else
+            records_to_read(smap, shards, listing, manifests, length=length))
     keys = sorted(index_key(rs, min(listing[rs][b]), b) for rs, b in need)
     records = [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, keys)]
     return State(records, manifests, load_watermarks(raw), listing)
@@ -227,10 +230,15 @@ def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str]
 
 
 def run(cfg: StatusConfig, *, as_json: bool = False) -> None:
-    """Print the status of every shard (or ``cfg.shard``) to stdout."""
+    """Print the status of every shard (or ``cfg.shard``) to stdout.
+
+    Reads every index record of the shards shown (exact ingested counts);
+    ``build --ready`` reads only the new ones.
+    """
     smap = load(cfg.shards_file)
     shards = [smap.check_shard(cfg.shard)] if cfg.shard else smap.all_shards()
-    state = load_state(Store(cfg.raw), Store(cfg.out), smap, shards, length=cfg.window_seconds)
+    state = load_state(Store(cfg.raw), Store(cfg.out), smap, shards, length=cfg.window_seconds,
+                       full=True)
     rows = chunk_rows(smap, shards, state.records, state.manifests, state.watermarks,
                       length=cfg.window_seconds, grace_s=cfg.grace_s, listing=state.listing)
     render = render_json if as_json else render_table
