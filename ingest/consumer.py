@@ -83,6 +83,7 @@ class Ingester:
         self.epoch = 0  # bumped on every assignment change
         self.paused = False
         self.last_activity = time.monotonic()
+        self.last_log = (time.monotonic(), 0, 0)  # (when, payloads, bytes) at the last summary
         self.stats = {"payloads": 0, "bytes": 0, "quarantined": 0, "objects": 0,
                       "commits": 0, "write_failures": 0}
         self.consumer = AIOKafkaConsumer(
@@ -105,6 +106,9 @@ class Ingester:
         try:
             await self.consumer.start()
         except KafkaError as exc:
+            with contextlib.suppress(KafkaError):
+                await self.consumer.stop()
+            self.pool.shutdown(wait=False)
             raise TailorError("cannot reach the Kafka brokers", brokers=self.cfg.brokers,
                               reason=f"{type(exc).__name__}: {exc}",
                               fix="check --brokers and that the brokers are up") from None
@@ -361,9 +365,15 @@ class Ingester:
 
     def _log_summary(self) -> None:
         s = self.stats
-        log.info("payloads=%d bytes=%d quarantined=%d objects=%d commits=%d "
+        now = time.monotonic()
+        dt = max(1e-3, now - self.last_log[0])
+        rate = (s["payloads"] - self.last_log[1]) / dt
+        brate = (s["bytes"] - self.last_log[2]) / dt
+        self.last_log = (now, s["payloads"], s["bytes"])
+        log.info("payloads=%d (%.0f/s) bytes=%d (%.0f/s) quarantined=%d objects=%d commits=%d "
                  "write_failures=%d buffered=%d open=%d sealed=%d partitions=%d lag=%d%s",
-                 s["payloads"], s["bytes"], s["quarantined"], s["objects"], s["commits"],
+                 s["payloads"], rate, s["bytes"], brate, s["quarantined"], s["objects"],
+                 s["commits"],
                  s["write_failures"], self.batcher.buffered_bytes, len(self.batcher.open),
                  len(self.batcher.sealed), len(self.consumer.assignment()), self.lag(),
                  " paused" if self.paused else "")

@@ -91,6 +91,20 @@ def make_stream(topics: list[str], n_valid: int, seed: int, *, invalid_every: in
     return out
 
 
+def synth_stream(topics: list[str], points: int, seed: int,
+                 invalid_rate: float = 0.05) -> list[Rec]:
+    """The project's realistic generator (tailor.synth): skewed orgs, late and
+    re-sent points, duplicate deliveries, invalid payloads of every kind."""
+    from tailor import synth
+    from tailor.config import ProduceConfig
+
+    s = synth.generate(ProduceConfig(brokers="unused", topics=topics, points=points,
+                                     invalid_rate=invalid_rate, orgs=60, seed=seed))
+    return [Rec(r.topic, r.partition, r.key, r.value,
+                None if r.kind in (synth.VALID, synth.DUPLICATE) else r.kind)
+            for r in s.records]
+
+
 async def _produce(bootstrap: str, recs: list[Rec]) -> dict[tuple[str, int, int], Rec]:
     from aiokafka import AIOKafkaProducer
 

@@ -32,6 +32,7 @@ from .helpers import (
     produce,
     read_log,
     start,
+    synth_stream,
     wait_exit,
     wait_until,
 )
@@ -51,7 +52,9 @@ def _all_committed(bootstrap: str, group: str, produced: dict[Any, Rec]) -> bool
 def test_two_ingesters_mixed_stream(
         broker: services.Broker, topics: list[str],
         raw_store: StoreConfig, tmp_path: Path, procs: Procs) -> None:
-    produced = produce(broker.bootstrap, make_stream(topics, 400, seed=1))
+    stream = synth_stream(topics, 30_000, seed=1)
+    assert len({r.reason for r in stream}) >= 10  # every invalid kind, and valid ones
+    produced = produce(broker.bootstrap, stream)
     group = _group()
     pattern = topics[0].rsplit("-", 1)[0] + "-.*"  # a regex: both topics join by pattern
     logs = [str(tmp_path / f"ing{i}.log") for i in range(2)]
