@@ -192,6 +192,9 @@ class Ingester:
             ok = await self._drain(pending, deadline)
             await self._commit(only=set(tps))
             self.batcher.revoke(tps)
+        for t, p in tps:  # no stale lag for partitions another member now owns
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(t, str(p))
         log.info("revoked %s%s", _fmt(tps), "" if ok else
                  " (some batches not durable yet: their offsets stay uncommitted)")
 
