@@ -188,15 +188,19 @@ class _Open:
 
 
 def write_raw_objects(valid: Iterable[Valid], raw: Store, smap: ShardMap, *,
-                      max_object_bytes: int = 64 * 2**20) -> int:
+                      max_object_bytes: int = 64 * 2**20,
+                      offsets: dict[tuple[str, int], int] | None = None) -> int:
     """Write raw objects and index records as ingest would (without Kafka).
 
     Streams: only the open objects' zstd frames are held.  Offsets are the
     records' positions within their (topic, partition) among the valid ones.
     A payload goes to the shard of its org at its first point's ts.  Returns
-    the number of objects written.
+    the number of objects written.  Pass the same ``offsets`` dict to calls
+    that write one store, so that Kafka coordinates stay unique across them.
     """
     next_offset: dict[tuple[str, int], int] = defaultdict(int)
+    if offsets is not None:
+        next_offset.update(offsets)
     open_: dict[str, _Open] = {}
     n_objects = 0
     for v in valid:
@@ -214,4 +218,6 @@ def write_raw_objects(valid: Iterable[Valid], raw: Store, smap: ShardMap, *,
     for shard, o in sorted(open_.items()):
         o.write(shard, raw)
         n_objects += 1
+    if offsets is not None:
+        offsets.update(next_offset)
     return n_objects

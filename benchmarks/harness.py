@@ -149,6 +149,7 @@ class Results:
     stages: dict[str, Runs] = field(default_factory=dict)
     stages10: dict[str, Runs] = field(default_factory=dict)
     cli_build: tuple[float, int, str] | None = None
+    path: str | None = None  # RESULTS.md, rewritten after every phase
     ingest: dict[str, dict[str, Runs]] = field(default_factory=dict)
     ingest_notes: list[str] = field(default_factory=list)
     size: dict[str, Any] = field(default_factory=dict)
@@ -160,6 +161,12 @@ class Results:
     ingest_profile_inclusive: list[tuple[str, float]] = field(default_factory=list)
     profile_note: str = ""
     load: list[float] = field(default_factory=list)
+
+
+def save(res: Results) -> None:
+    """Write RESULTS.md with what is measured so far (a crash keeps earlier phases)."""
+    if res.path:
+        Path(res.path).write_text(render(res))
 
 
 def _mem(res: Results, scale: str, run: BuildRun) -> None:
@@ -197,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(vars(a), "python -m benchmarks " + " ".join(argv if argv is not None
                                                                   else sys.argv[1:]))
     res.load.append(os.getloadavg()[0])
+    res.path = a.results
     run_all(a, work, res)
     res.load.append(os.getloadavg()[0])
-    Path(a.results).write_text(render(res))
+    save(res)
     log(f"wrote {a.results}")
     failed = [c for c in res.checks.values() if not c.ok and c.name == "tailor"]
     return 1 if failed else 0
@@ -243,10 +251,14 @@ def run_all(a: argparse.Namespace, work: Path, res: Results) -> None:
         raw_dirs = [raw]
     else:
         res.build_notes.append("raw objects from the real `tailor ingest` run of round 1")
+    save(res)
     build_bench(a, prep, raw_dirs[0], warm_raw, work, res)
+    save(res)
     size_bench(prep, work, res)
+    save(res)
     if a.profile:
         profile_build(prep, raw_dirs[0], warm_raw, work, res)
+        save(res)
     if a.scale10:
         del prep
         scale10(a, work, warm_raw, res)
@@ -454,27 +466,60 @@ def profile_build(prep: Prepared, raw: str, warm_raw: str, work: Path, res: Resu
 
 
 def scale10(a: argparse.Namespace, work: Path, warm_raw: str, res: Results) -> None:
-    """Tailor alone on 10× the points (raw objects written directly, streamed)."""
+    """Tailor alone on 10× the points over the same windows.
+
+    One synth stream of 10× the points does not fit this machine's memory
+    (synth holds every point and record at once), so the 10× dataset is ten
+    independent synth streams (seeds ``seed .. seed+9``, each ``--points``)
+    written one after the other into one raw store, with one Kafka offset
+    sequence per partition.  Their series ids are random u64s, so streams do
+    not share points; the oracle is :func:`tailor.synth.oracle` over the union
+    of their valid payloads, computed 8 shards at a time to bound memory.
+    """
+    import numpy as np
+
     from tailor.config import StoreConfig
     from tailor.shards import ShardMap
     from tailor.storage import Store
+    from tailor.synth import oracle
 
     n = a.points * 10
-    log(f"10× dataset: {n:,} points")
-    t0 = time.perf_counter()
-    s = synth(n, a.seed)
-    gen_s = time.perf_counter() - t0
+    log(f"10× dataset: {n:,} points as 10 synth streams of {a.points:,}")
     raw = str(work / "raw-10x")
     shutil.rmtree(raw, ignore_errors=True)
-    n_obj = dataset.write_raw_objects(dataset.iter_valid(s.records),
-                                      Store(StoreConfig(url=raw)), ShardMap())
-    records = len(s.records)
-    ref = reference_chunks(s)
-    del s
+    store, smap = Store(StoreConfig(url=raw)), ShardMap()
+    offsets: dict[tuple[str, int], int] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    n_obj = records = 0
+    t0 = time.perf_counter()
+    for k in range(10):
+        s = synth(a.points, a.seed + k)
+        n_obj += dataset.write_raw_objects(dataset.iter_valid(s.records), store, smap,
+                                           offsets=offsets)
+        records += len(s.records)
+        parts.append((s.points, np.asarray(s.pay_org), np.asarray(s.pay_intake_ns),
+                      np.asarray(s.pay_n)))
+        del s
+        log(f"10× dataset: stream {k + 1}/10 written")
+    ref: dict[verify.ChunkKey, Any] = {}
+    groups = 8
+    for g in range(groups):
+        pts, org, intake, cnt = [], [], [], []
+        for p_pts, p_org, p_intake, p_n in parts:
+            sel = (p_org % smap.shared_shards) % groups == g
+            pts.append(p_pts[np.repeat(sel, p_n)])
+            org.append(p_org[sel])
+            intake.append(p_intake[sel])
+            cnt.append(p_n[sel])
+        got = oracle(np.concatenate(pts), np.concatenate(org), np.concatenate(intake),
+                     np.concatenate(cnt), smap, layout.WINDOW_SECONDS)
+        ref.update({(verify.shard_number(sh), int(ws)): t for (sh, ws), t in got.items()})
+    del parts
+    gen_s = time.perf_counter() - t0
     rows = sum(t.num_rows for t in ref.values())
     windows = sorted({ws for _, ws in ref})
     log(f"10× dataset: {records:,} records, {rows:,} S-file rows, {n_obj} raw objects "
-        f"(generated in {gen_s:.0f} s)")
+        f"(prepared in {gen_s:.0f} s)")
     runs = Runs()
     for i in range(a.runs10):
         out = str(work / "out-10x")
@@ -483,14 +528,18 @@ def scale10(a: argparse.Namespace, work: Path, warm_raw: str, res: Results) -> N
         _mem(res, "10×", br)
         for st, v in br.stages.items():
             res.stages10.setdefault(st, Runs()).add(v)
+        res.load.append(os.getloadavg()[0])
         if i == 0:
             chk = verify.compare("tailor 10×", verify.tailor_files(out), ref)
             res.checks["tailor 10×"] = chk
             log(f"check tailor 10×: {'OK' if chk.ok else 'FAILED'} {chk.problems[:2]}")
         log(f"10× build round {i + 1}: {br.seconds:.2f} s")
         shutil.rmtree(out, ignore_errors=True)
-    res.scale10 = {"points": n, "rows": rows, "records": records, "build": runs,
-                   "raw": f"written directly by the harness ({n_obj} objects; no Kafka at 10×)"}
+        res.scale10 = {"points": n, "rows": rows, "records": records, "build": runs,
+                       "raw": f"written directly by the harness from 10 synth streams "
+                              f"(seeds {a.seed}..{a.seed + 9}, {a.points:,} points each; "
+                              f"{n_obj} objects; no Kafka at 10×)"}
+        save(res)
     shutil.rmtree(raw, ignore_errors=True)
 
 
