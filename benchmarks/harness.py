@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ingest", action="store_true", help="skip the ingest benchmark")
     ap.add_argument("--no-spark", action="store_true", help="skip PySpark")
     ap.add_argument("--spark-runs", type=int, default=None, help="PySpark runs (default --runs)")
-    ap.add_argument("--profile", action="store_true", help="py-spy one extra 1× build")
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy one extra 1× build and one ingest (needs: pip install py-spy)")
     ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     a = ap.parse_args(argv)
 
