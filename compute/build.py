@@ -22,7 +22,8 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .graph import Published, submit_chunk, submit_plan
+from .graph import Published, submit_chunk, submit_loads, submit_plan
+from .plan import ChunkPlan
 from .publish import new_attempt
 
 _d: Any = distributed  # only partly typed
@@ -68,11 +69,16 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     _d.wait(plans)
     results: list[ChunkResult | None] = [None] * len(chunks)
     pubs: dict[int, Any] = {}
+    planned: dict[int, ChunkPlan] = {}
     for i, ((s, w), fut) in enumerate(zip(chunks, plans, strict=True)):
         if fut.status != "finished":
             results[i] = ChunkResult(s, w, False, error=f"planning failed: {_why(fut)}")
             continue
-        pubs[i] = submit_chunk(client, cfg.raw, cfg.out, smap, fut.result(), attempts[i])
+        planned[i] = fut.result()
+    loads = submit_loads(client, cfg.raw, smap, list(planned.values()), attempts[0]) \
+        if planned else []
+    for (i, cplan), mine in zip(planned.items(), loads, strict=True):
+        pubs[i] = submit_chunk(client, cfg.out, cplan, attempts[i], mine)
     if show_progress and pubs:
         _d.progress(list(pubs.values()))
     _d.wait(list(pubs.values()))

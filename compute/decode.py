@@ -62,6 +62,11 @@ class Points:
         return Points(self.org[sel], self.metric[sel], self.ctx[sel], self.ts[sel],
                       self.value[sel], self.intake_ns[sel], self.idx[sel])
 
+    def copy(self) -> Points:
+        """An owning copy of the columns, without the reports."""
+        return Points(self.org.copy(), self.metric.copy(), self.ctx.copy(), self.ts.copy(),
+                      self.value.copy(), self.intake_ns.copy(), self.idx.copy())
+
     def slice(self, a: int, b: int) -> Points:
         return Points(self.org[a:b], self.metric[a:b], self.ctx[a:b], self.ts[a:b],
                       self.value[a:b], self.intake_ns[a:b], self.idx[a:b])
@@ -148,20 +153,42 @@ def decode_payloads(dec, off, length, frame_org, lo, hi, o_org, o_metric, o_ctx,
     return n
 
 
-def _contiguous(out: zstandard.BufferWithSegmentsCollection, total: int) -> np.ndarray | None:
-    """The collection's single output buffer as one uint8 array (no copy), if it is one."""
+def _base(seg: Any) -> int:
+    """Address of the start of the output buffer that holds segment ``seg``."""
+    return int(np.frombuffer(seg, np.uint8).ctypes.data) - int(seg.offset)
+
+
+def _joined(out: zstandard.BufferWithSegmentsCollection, total: int) -> np.ndarray | None:
+    """The collection's output as one uint8 array.
+
+    python-zstandard may spread the output over several buffers; each buffer
+    holds a run of consecutive segments.  Runs are found by bisection on the
+    buffer address (a few segment lookups, not one per frame); a single run
+    is viewed without a copy, several are concatenated.  None if the layout
+    is not the expected one (the caller then decodes frame by frame).
+    """
     n = len(out)
     if n == 0:
         return np.empty(0, np.uint8)
-    first: Any = out[0]
-    last: Any = out[n - 1]
-    a0 = np.frombuffer(first, np.uint8).ctypes.data - first.offset
-    a1 = np.frombuffer(last, np.uint8).ctypes.data - last.offset
-    if a0 != a1 or last.offset + len(memoryview(last)) != total:
-        return None
-    arr: np.ndarray = np.frombuffer(
-        memoryview((ctypes.c_uint8 * total).from_address(a0)), np.uint8)
-    return arr
+    runs: list[np.ndarray] = []
+    i = 0
+    while i < n:
+        base = _base(out[i])
+        lo, hi = i, n - 1  # last index whose segment lives in the same buffer
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            if _base(out[mid]) == base:
+                lo = mid
+            else:
+                hi = mid - 1
+        first: Any = out[i]
+        last: Any = out[lo]
+        start, end = int(first.offset), int(last.offset) + len(memoryview(last))
+        runs.append(np.frombuffer(
+            memoryview((ctypes.c_uint8 * (end - start)).from_address(base + start)), np.uint8))
+        i = lo + 1
+    buf = runs[0] if len(runs) == 1 else np.concatenate(runs)
+    return buf if buf.shape[0] == total else None
 
 
 def _decompress_batch(raw: RawRange, sel: np.ndarray, dctx: zstandard.ZstdDecompressor,
@@ -180,7 +207,7 @@ def _decompress_batch(raw: RawRange, sel: np.ndarray, dctx: zstandard.ZstdDecomp
         out = dctx.multi_decompress_to_buffer(
             bws, decompressed_sizes=rlen.astype(np.uint64).tobytes(), threads=1)
         total = int(rlen.sum())
-        buf = _contiguous(out, total)
+        buf = _joined(out, total)
         if buf is not None:
             offs = np.zeros(len(sel), np.int64)
             np.cumsum(rlen[:-1], out=offs[1:])
@@ -248,8 +275,8 @@ def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) ->
         a = b
     with context_meter.meter(STAGE_DECODE):
         pts = out.slice(0, n)
-        if n < cap // 2:
-            pts = pts.take(np.arange(n))
+        if n < cap // 2:  # give the unused capacity back
+            pts = pts.slice(0, n).copy()
         mask = smap.keep_mask(shard, pts.org, pts.ts)
         if mask is not None:
             pts = pts.take(mask)

@@ -3,11 +3,16 @@
 ::
 
     load[i] (read + zstd + decode)  ─┬─ report[i] ────────────────────────┐
+      (one per byte range and build, ├                                    │
+       shared by all its windows)    │                                    │
                                      ├─ sample[i] ─ splitters ─┐          │
                                      └──────────── split[i] ◄──┘          │
                                piece[i][p] ─► part[p] (sort+encode+put) ─► publish
 
-With one partition there is no sampling: ``part[0]`` takes the loads.
+With one partition there is no sampling: ``part[0]`` takes the loads.  A byte
+range that holds points of several windows of the shard being built (late
+points, an object spanning a window edge, a catch-up build) is read and
+decoded once: :func:`submit_loads` gives each chunk its window's share.
 Every task is pure given its inputs (a part file is written under the
 build's attempt id with deterministic bytes), so the scheduler may rerun any
 of them after a worker dies; that costs time, never correctness.
@@ -82,11 +87,21 @@ def t_plan(raw: StoreConfig, smap: ShardMap, shard: str, start: int, length: int
                 rows_per_partition=rows_per_partition)
 
 
-def t_load(raw: StoreConfig, task: ReadTask, shard: str, smap: ShardMap, lo: int,
-           hi: int) -> Points:
+def t_load(raw: StoreConfig, task: ReadTask, shard: str, smap: ShardMap,
+           windows: tuple[tuple[int, int], ...]) -> list[Points]:
+    """Read and decode one byte range once; its points split by ``windows``."""
     with context_meter.meter(STAGE_READ):
         rr = read_range(store(raw), task)
-    return decode_range(rr, shard, smap, lo, hi)
+    lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
+    pts = decode_range(rr, shard, smap, lo, hi)
+    if len(windows) == 1:
+        return [pts]
+    out = []
+    for a, b in windows:
+        part = pts.take((pts.ts >= a) & (pts.ts < b))
+        part.frames, part.corrupt, part.invalid = pts.frames, pts.corrupt, pts.invalid
+        out.append(part)
+    return out
 
 
 def t_report(pts: Points) -> Report:
@@ -140,16 +155,42 @@ def submit_plan(client: Client, raw: StoreConfig, smap: ShardMap, shard: str, st
                          rows_per_partition, key=f"plan-{tag}", retries=RETRIES)
 
 
-def submit_chunk(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
-                 cplan: ChunkPlan, attempt: str) -> Any:
-    """Submit the whole graph of one chunk; returns the future of its :class:`Published`."""
+def submit_loads(client: Client, raw: StoreConfig, smap: ShardMap, plans: list[ChunkPlan],
+                 tag: str) -> list[list[Any]]:
+    """Load tasks for ``plans`` (chunks of one build): one per distinct byte range.
+
+    Returns, per plan, the futures of its ranges' points in its window.
+    """
+    windows: dict[tuple[str, ReadTask], list[tuple[int, int]]] = {}
+    for cp in plans:
+        for t in cp.tasks:
+            windows.setdefault((cp.shard, t), []).append((cp.start, cp.end))
+    futures: dict[tuple[str, ReadTask], Any] = {}
+    spans = {k: tuple(sorted(set(v))) for k, v in windows.items()}
+    for i, ((shard, t), wins) in enumerate(spans.items()):
+        futures[(shard, t)] = client.submit(t_load, raw, t, shard, smap, wins,
+                                            key=f"load-{i}-{shard}-{tag}", retries=RETRIES)
+    out = []
+    for cp in plans:
+        mine = []
+        for t in cp.tasks:
+            j = spans[(cp.shard, t)].index((cp.start, cp.end))
+            mine.append(client.submit(operator.getitem, futures[(cp.shard, t)], j,
+                                      key=f"take-{j}-{cp.shard}-{cp.start}-{t.key}-{t.start}-{tag}"))
+        out.append(mine)
+    return out
+
+
+def submit_chunk(client: Client, out: StoreConfig, cplan: ChunkPlan, attempt: str,
+                 loads: list[Any]) -> Any:
+    """Submit the rest of one chunk's graph on its ``loads`` (see :func:`submit_loads`).
+
+    Returns the future of its :class:`Published`.
+    """
     tag = f"{cplan.shard}-{layout.stamp(cplan.start)}-{attempt}"
 
     def sub(fn: Any, *args: Any, name: str) -> Any:
         return client.submit(fn, *args, key=f"{name}-{tag}", retries=RETRIES)
-
-    loads = [sub(t_load, raw, t, cplan.shard, smap, cplan.start, cplan.end, name=f"load-{i}")
-             for i, t in enumerate(cplan.tasks)]
     reports = [sub(t_report, f, name=f"report-{i}") for i, f in enumerate(loads)]
     nparts = cplan.partitions
     if nparts <= 1 or not loads:

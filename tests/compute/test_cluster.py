@@ -83,7 +83,8 @@ def test_worker_killed_mid_build_same_output(
         deadline = time.monotonic() + 60
         while killed is None and t.is_alive() and time.monotonic() < deadline:
             for w, keys in c.has_what().items():
-                if w in workers and sum(1 for k in keys if str(k).startswith("load-")) >= 10:
+                if w in workers and sum(1 for k in keys
+                                          if str(k).startswith(("load-", "take-"))) >= 10:
                     workers[w].kill()
                     killed = w
                     break
