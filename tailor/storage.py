@@ -152,10 +152,18 @@ class Store:
                 self._call("put", key, lambda: self.fs.pipe_file(path, data, mode="create"))
             else:
                 def local() -> None:
+                    # Content first, then an atomic, exclusive link: a reader never
+                    # sees the key exist without its whole content.
                     os.makedirs(os.path.dirname(path), exist_ok=True)
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    with os.fdopen(fd, "wb") as f:
+                    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+                    with open(tmp, "wb") as f:
                         f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    try:
+                        os.link(tmp, path)
+                    finally:
+                        os.unlink(tmp)
                 self._call("put", key, local)
         except FileExistsError:
             return False
