@@ -52,13 +52,42 @@ def _why(fut: Any) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: Chunks of one shard that share their raw byte-range loads (consecutive windows).
+UNIT_WINDOWS = 4
+
+
+def _units(planned: dict[int, ChunkPlan]) -> list[list[int]]:
+    """Chunk indices grouped into units: one shard, at most UNIT_WINDOWS windows."""
+    by_shard: dict[str, list[int]] = {}
+    for i, cp in planned.items():
+        by_shard.setdefault(cp.shard, []).append(i)
+    units = []
+    for idx in by_shard.values():
+        idx.sort(key=lambda i: planned[i].start)
+        units += [idx[k:k + UNIT_WINDOWS] for k in range(0, len(idx), UNIT_WINDOWS)]
+    return units
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    fill = width * done // max(1, total)
+    print(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} chunk(s)", end="",
+          file=sys.stderr, flush=True)
+
+
 def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, int]], *,
-                 show_progress: bool = False) -> list[ChunkResult]:
+                 show_progress: bool = False, max_units: int | None = None
+                 ) -> list[ChunkResult]:
     """Build and publish every ``(shard, window_start)`` of ``chunks`` on ``client``.
 
     Blocks until every chunk is published or failed.  Each chunk gets a fresh
     attempt id.  One failing chunk does not stop the others.  Raises only
     for a bad shards file (:class:`~tailor.errors.ConfigError`).
+
+    Work goes to the cluster in units (one shard, up to :data:`UNIT_WINDOWS`
+    windows, whose chunks decode each raw byte range once), at most
+    ``max_units`` at a time (default: workers + 1), so the data held by the
+    cluster is bounded by a few units whatever the number of chunks.
     """
     smap = shards.load(cfg.shards_file)
     length = cfg.window_seconds
@@ -75,13 +104,33 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
             results[i] = ChunkResult(s, w, False, error=f"planning failed: {_why(fut)}")
             continue
         planned[i] = fut.result()
-    loads = submit_loads(client, cfg.raw, smap, list(planned.values()), attempts[0]) \
-        if planned else []
-    for (i, cplan), mine in zip(planned.items(), loads, strict=True):
-        pubs[i] = submit_chunk(client, cfg.out, cplan, attempts[i], mine)
-    if show_progress and pubs:
-        _d.progress(list(pubs.values()))
-    _d.wait(list(pubs.values()))
+    limit = max_units or len(client.scheduler_info().get("workers", {})) + 1
+    units = _units(planned)
+    unit_of = {i: k for k, unit in enumerate(units) for i in unit}
+    left = {k: len(unit) for k, unit in enumerate(units)}
+    queue = units[::-1]  # pop() takes them in order
+    running: dict[Any, int] = {}  # publish future → chunk index
+
+    def submit_unit() -> None:
+        unit = queue.pop()
+        cps = [planned[i] for i in unit]
+        loads = submit_loads(client, cfg.raw, smap, cps, attempts[unit[0]])
+        for i, cp, mine in zip(unit, cps, loads, strict=True):
+            pubs[i] = submit_chunk(client, cfg.out, cp, attempts[i], mine)
+            running[pubs[i]] = i
+
+    for _ in range(min(limit, len(queue))):
+        submit_unit()
+    pending = _d.as_completed(list(running))
+    for done, fut in enumerate(pending, 1):
+        if show_progress:
+            _progress(done, len(planned))
+        k = unit_of[running.pop(fut)]
+        left[k] -= 1
+        if left[k] == 0 and queue:
+            before = set(running)
+            submit_unit()
+            pending.update([f for f in running if f not in before])
     for i, fut in pubs.items():
         s, w = chunks[i]
         if fut.status != "finished":

@@ -154,8 +154,10 @@ class Ingester:
             if now >= next_log:
                 self._log_summary()
                 next_log = now + self.cfg.log_every_s
-            if idle_s is not None and now - self.last_activity >= idle_s:
-                log.info("nothing new for %.1f s: stopping", idle_s)
+            # Idle = nothing fetched for idle_s *and* caught up: a slow broker or a
+            # rebalance pause with records still behind the high water is not idle.
+            if idle_s is not None and now - self.last_activity >= idle_s and self.lag() == 0:
+                log.info("nothing new for %.1f s and caught up: stopping", idle_s)
                 return
 
     async def _shutdown(self) -> int:
