@@ -29,6 +29,9 @@ from .encode import SCHEMA
 from .publish import read_manifest
 
 U64_MAX: Final = 2**64 - 1
+U32_MAX: Final = 2**32 - 1
+#: Longer --from/--to ranges list the shard's chunks instead of probing each window.
+MAX_ENUMERATED_WINDOWS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +71,18 @@ def _candidate_shards(smap: shards.ShardMap, org: int) -> list[str]:
 
 def _windows(store: Store, shard: str, ts_from: int | None, ts_to: int | None,
              length: int) -> list[int]:
+    """Window starts of the chunks that may hold points in ``[ts_from, ts_to)``.
+
+    A short bounded range is enumerated (one manifest GET per window); an open
+    or long one lists the shard's chunks instead, so the cost follows what
+    exists, never the width of the range.
+    """
     if ts_from is not None and ts_to is not None:
-        first = layout.window_start(ts_from, length)
-        return list(range(first, ts_to, length))
+        first = layout.window_start(max(ts_from, 0), length)
+        if ts_to <= first:
+            return []
+        if (ts_to - first) // length <= MAX_ENUMERATED_WINDOWS:
+            return list(range(first, ts_to, length))
     found = set()
     for key in store.list(shard + "/"):
         parts = key.split("/")
@@ -102,19 +114,45 @@ def plan_read(store: Store, smap: shards.ShardMap, org: int, metric: int, contex
     return refs
 
 
+def _row_groups(pf: pq.ParquetFile, org: int, metric: int) -> list[int]:
+    """Row groups whose statistics allow rows of (org, metric); rows are key-sorted."""
+    keep = []
+    for g in range(pf.num_row_groups):
+        rg = pf.metadata.row_group(g)
+        so, sm = rg.column(0).statistics, rg.column(1).statistics
+        if so is None or not so.has_min_max or sm is None or not sm.has_min_max:
+            keep.append(g)
+            continue
+        if not so.min <= org <= so.max:
+            continue
+        if so.min == so.max == org and not sm.min <= metric <= sm.max:
+            continue
+        keep.append(g)
+    return keep
+
+
 def read_file(store: Store, ref: FileRef, org: int, metric: int, context: int | None,
               ts_from: int | None, ts_to: int | None) -> pa.Table:
-    """Rows of the series in one part file (row groups pruned by statistics)."""
-    filt = (pc.field("org_id") == org) & (pc.field("metric_id") == pa.scalar(metric, pa.uint64()))
-    if context is not None:
-        filt &= pc.field("context_key") == pa.scalar(context, pa.uint64())
-    if ts_from is not None:
-        filt &= pc.field("ts") >= ts_from
-    if ts_to is not None:
-        filt &= pc.field("ts") < ts_to
+    """Rows of the series in one part file (row groups pruned by statistics).
+
+    Reads through ``ParquetFile`` and filters with compute kernels, not the
+    dataset engine: pyarrow's dataset filter path can abort the interpreter
+    at exit ("terminate called without an active exception").
+    """
     with store.fs.open(store.path(ref.key), "rb") as f:
-        t = pq.read_table(f, filters=filt)
-    return t.cast(SCHEMA)
+        pf = pq.ParquetFile(f)
+        t = pf.read_row_groups(_row_groups(pf, org, metric))
+    mask = pc.and_(pc.equal(t["org_id"], pa.scalar(org, pa.uint32())),
+                   pc.equal(t["metric_id"], pa.scalar(metric, pa.uint64())))
+    if context is not None:
+        mask = pc.and_(mask, pc.equal(t["context_key"], pa.scalar(context, pa.uint64())))
+    if ts_from is not None and ts_from > 0:  # ts is u32: clamp the bounds to its range
+        lo = pa.scalar(min(ts_from, U32_MAX), pa.uint32())
+        mask = pc.and_(mask, pc.greater_equal(t["ts"], lo) if ts_from <= U32_MAX
+                       else pc.less(t["ts"], 0))
+    if ts_to is not None and ts_to <= U32_MAX:
+        mask = pc.and_(mask, pc.less(t["ts"], pa.scalar(max(ts_to, 0), pa.uint32())))
+    return t.filter(mask).cast(SCHEMA)
 
 
 def read_series(out: str, org: int, metric: int, context: int | None = None, *,

@@ -122,3 +122,27 @@ def test_cli_read_formats(client: Client, tmp_path: Path) -> None:
     # the lookup: exactly one file per chunk is opened for one series
     refs = reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, T0, T0 + 2 * W, W)
     assert len(refs) <= 2 and len({r.manifest.window for r in refs}) == len(refs)
+
+
+def test_read_subprocess_exits_cleanly_and_clamps_time_bounds(client: Client,
+                                                              tmp_path: Path) -> None:
+    """`tailor read` as users run it: exit 0 every time (pyarrow's dataset filter path
+    used to abort the interpreter at exit), and --from/--to beyond u32 work."""
+    import subprocess
+    import sys
+
+    raw_cfg, out_cfg = StoreConfig(url=str(tmp_path / "raw")), StoreConfig(url=str(tmp_path / "o"))
+    gens = mixed_payloads(seed=9)
+    write_object(Store(raw_cfg), SHARD, gens)
+    cfg = BuildConfig(raw=raw_cfg, out=out_cfg, shards=[SHARD], windows=[T0])
+    assert all(r.ok for r in build.build_chunks(client, cfg, [(SHARD, T0)]))
+    org, met, ctx = expected(gens, SHARD, SMAP, T0)[0][:3]
+    n = len([r for r in expected(gens, SHARD, SMAP, T0) if r[:3] == (org, met, ctx)])
+    base = [sys.executable, "-m", "tailor", "read", "--out", out_cfg.url, "--org", str(org),
+            "--metric", str(met), "--context", str(ctx), "--format", "csv"]
+    for extra in ([], ["--from", "0", "--to", str(2**40)], ["--from", str(2**40)]) * 2:
+        proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+        rows = len(proc.stdout.strip().splitlines()) - 1
+        assert rows == (0 if extra[:2] == ["--from", str(2**40)] else n)
