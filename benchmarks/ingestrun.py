@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.memory import RssSampler
+from benchmarks.stats import Throughput
 from tailor.services import free_port, wait_port
 
 
 @dataclass(frozen=True, slots=True)
-class IngestResult:
+class IngestResult(Throughput):
     records: int  # records consumed after the clock started
     value_bytes: int  # valid payload bytes consumed after the clock started
     seconds: float  # first consumed sample → all consumed
@@ -40,14 +41,6 @@ class IngestResult:
     @property
     def complete(self) -> bool:
         return self.consumed >= self.total
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.value_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
-
-    @property
-    def payloads_per_s(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else float("nan")
 
 
 def parse_counters(text: str) -> tuple[int, int, int]:

@@ -9,25 +9,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.stats import Throughput
+
 # Same fetch sizes for the bare loop as a tuned consumer would use.
 FETCH_MAX_BYTES = 64 * 2**20
 PARTITION_FETCH_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
-class FetchResult:
+class FetchResult(Throughput):
     records: int  # after the first non-empty fetch (which starts the clock)
     value_bytes: int
     seconds: float  # first non-empty fetch → last record of the end offsets
     total_records: int
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.value_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
-
-    @property
-    def payloads_per_s(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else float("nan")
 
 
 async def _bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float) -> FetchResult:

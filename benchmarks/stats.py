@@ -52,3 +52,20 @@ def fmt_ratio(r: float) -> str:
 
 def mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB"
+
+
+class Throughput:
+    """Rates of a measurement with ``records``, ``value_bytes`` and ``seconds``."""
+
+    __slots__ = ()
+    records: int
+    value_bytes: int
+    seconds: float
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.value_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def payloads_per_s(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("nan")
