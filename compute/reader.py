@@ -173,7 +173,10 @@ def read_series(out: str, org: int, metric: int, context: int | None = None, *,
     if not tables:
         return SCHEMA.empty_table()
     t = pa.concat_tables(tables)
-    if len({r.manifest.shard for r in refs}) > 1:
+    # Each chunk is in key order; several shards, or a metric's series over several
+    # windows (series then ts), interleave and need one sort.
+    chunks = {(r.manifest.shard, r.manifest.window_start) for r in refs}
+    if len({s for s, _ in chunks}) > 1 or (context is None and len(chunks) > 1):
         t = t.sort_by([(c, "ascending") for c in ("org_id", "metric_id", "context_key", "ts")])
     return t
 

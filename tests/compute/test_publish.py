@@ -146,3 +146,27 @@ def test_read_subprocess_exits_cleanly_and_clamps_time_bounds(client: Client,
         assert proc.returncode == 0, proc.stderr
         rows = len(proc.stdout.strip().splitlines()) - 1
         assert rows == (0 if extra[:2] == ["--from", str(2**40)] else n)
+
+
+def test_read_series_of_a_metric_over_windows_is_in_key_order(tmp_path: Path) -> None:
+    """Two chunks of one shard, two contexts each: series first, then ts (not chunk order)."""
+    import numpy as np
+
+    from tailor.compute.decode import Points
+    from tailor.compute.publish import new_attempt, publish, write_part
+
+    out = Store(StoreConfig(url=str(tmp_path)))
+    org, met = 1, 5
+    shard = f"org-mod-{org % SMAP.shared_shards}"
+    for w in (T0, T0 + W):
+        pts = Points(np.full(2, org, np.uint32), np.full(2, met, np.uint64),
+                     np.array([10, 20], np.uint64), np.full(2, w + 1, np.uint32),
+                     np.array([1.0, 2.0]), np.zeros(2, np.uint64), np.zeros(2, np.uint32))
+        a = new_attempt()
+        f = write_part(out, shard, w, a, 0, pts)
+        publish(out, shard, w, W, a, [f], [], min_ts=w + 1, max_ts=w + 1, corrupt=0, invalid=0,
+                duplicates=0)
+    t = reader.read_series(str(tmp_path), org, met, None, ts_from=T0, ts_to=T0 + 2 * W,
+                           window_seconds=W)
+    keys = [r[:4] for r in rows_of(t)]
+    assert keys == sorted(keys) and len(keys) == 4
