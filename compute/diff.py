@@ -23,11 +23,12 @@ from pydantic import ValidationError
 
 from tailor.config import DiffConfig
 from tailor.errors import ConfigError, StorageError
-from tailor.layout import chunk_dir, parse_stamp, stamp
+from tailor.layout import chunk_dir, manifest_key, parse_stamp, stamp
 from tailor.records import Manifest
 from tailor.storage import Store
 
-COLUMNS = ("org_id", "metric_id", "context_key", "ts", "value")
+from .encode import COLUMNS
+
 _KEY_DTYPES = (np.uint32, np.uint64, np.uint64, np.uint32)
 
 
@@ -137,8 +138,8 @@ def compare(a: Points, b: Points, *, shard: str = "", window: str = "",
     d.duplicates_b = int((dup & (src == 1)).sum())
     # Drop duplicates, then a key in both sides is an adjacent (A, B) pair.
     keep = ~dup
+    dup_keys = [c[dup] for c in (org, met, ctx, ts)]  # in key order, for the examples
     org, met, ctx, ts, bits, src = (x[keep] for x in (org, met, ctx, ts, bits, src))
-    dup_rows = np.flatnonzero(dup)
     m = len(ts)
     pair = np.zeros(m, dtype=bool)  # row i is an A row whose next row is its B twin
     if m > 1:
@@ -168,11 +169,9 @@ def compare(a: Points, b: Points, *, shard: str = "", window: str = "",
             d.examples.append(ex("only_b", int(i), None, val(int(i))))
         for i in np.flatnonzero(changed)[:examples]:
             d.examples.append(ex("changed", int(i), val(int(i)), val(int(i) + 1)))
-        ocols = [c[order] for c in cols]
-        for i in dup_rows[:examples]:
-            d.examples.append(Example("duplicate", shard, window, int(ocols[0][i]),
-                                      int(ocols[1][i]), int(ocols[2][i]), int(ocols[3][i]),
-                                      None, None))
+        for o, mt, c, t in list(zip(*dup_keys, strict=True))[:examples]:
+            d.examples.append(Example("duplicate", shard, window, int(o), int(mt), int(c),
+                                      int(t), None, None))
     return d
 
 
@@ -195,7 +194,7 @@ def list_chunks(store: Store, shard: str | None = None) -> dict[tuple[str, int],
 
 def read_chunk(store: Store, shard: str, start: int) -> Points:
     """Every point of a chunk, reading the files its manifest lists, in order."""
-    mkey = f"{chunk_dir(shard, start)}/_manifest.json"
+    mkey = manifest_key(shard, start)
     try:
         m = Manifest.model_validate(json.loads(store.get(mkey)))
     except (ValueError, ValidationError) as exc:
