@@ -276,7 +276,7 @@ def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) ->
     with context_meter.meter(STAGE_DECODE):
         pts = out.slice(0, n)
         if n < cap // 2:  # give the unused capacity back
-            pts = pts.slice(0, n).copy()
+            pts = pts.copy()
         mask = smap.keep_mask(shard, pts.org, pts.ts)
         if mask is not None:
             pts = pts.take(mask)
