@@ -87,11 +87,11 @@ def plan_chunk(
     keys = sorted(by_key)
     tasks: list[ReadTask] = []
     est = 0
+    hour0 = layout.window_start(start, layout.HOUR)
     for k in keys:
         rec = by_key[k]
         tasks += split_ranges(k, rec.bytes, range_bytes)
-        est += rec.points_in(layout.window_start(start, layout.HOUR),
-                             start + length - layout.window_start(start, layout.HOUR))
+        est += rec.points_in(hour0, start + length - hour0)
     parts = max(1, math.ceil(est / rows_per_partition))
     stride = max(1, est // (parts * SAMPLES_PER_PARTITION)) if parts > 1 else 0
     inputs = tuple(InputObject(key=k, bytes=by_key[k].bytes, batch_id=by_key[k].batch_id,
@@ -112,8 +112,7 @@ def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int
             for key in raw.list(layout.index_dir(raw_shard, hour) + "/"):
                 if key.endswith(".json"):
                     wanted.append((key, org))
-    seen: dict[tuple[str, int | None], None] = {}
-    wanted = [w for w in wanted if not (w in seen or seen.setdefault(w, None))]
+    wanted = list(dict.fromkeys(wanted))
 
     def fetch(item: tuple[str, int | None]) -> tuple[ObjectRecord, int | None]:
         key, org = item
