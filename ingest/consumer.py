@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -350,23 +350,21 @@ class Ingester:
                 return
 
     # -- observability ----------------------------------------------------------------------
-    def _update_lag(self) -> None:
+    def _lags(self) -> Iterator[tuple[TopicPartition, int]]:
+        """Records behind the high water, per assigned partition with a known position."""
         for tp in self.consumer.assignment():
             hw = self.consumer.highwater(tp)
             part = self.batcher.parts.get((tp.topic, tp.partition))
             if hw is not None and part is not None and part.next_offset is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                    max(0, hw - part.next_offset))
+                yield tp, max(0, hw - part.next_offset)
+
+    def _update_lag(self) -> None:
+        for tp, n in self._lags():
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(n)
 
     def lag(self) -> int:
         """Records behind the high water, over partitions with a known position."""
-        total = 0
-        for tp in self.consumer.assignment():
-            hw = self.consumer.highwater(tp)
-            part = self.batcher.parts.get((tp.topic, tp.partition))
-            if hw is not None and part is not None and part.next_offset is not None:
-                total += max(0, hw - part.next_offset)
-        return total
+        return sum(n for _, n in self._lags())
 
     def _log_summary(self) -> None:
         s = self.stats
