@@ -285,7 +285,7 @@ class Batcher:
 
     def seal_biggest(self, target: int) -> list[Batch]:
         """Seal the biggest open batches until open bytes are at most ``target``."""
-        open_bytes = sum(b.nbytes for b in self.open.values())
+        open_bytes = self.open_bytes
         out = []
         for b in sorted(self.open.values(), key=lambda b: b.nbytes, reverse=True):
             if open_bytes <= target:
