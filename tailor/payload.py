@@ -140,9 +140,9 @@ def decompress(value: bytes) -> bytes:
 
     Raises :class:`InvalidPayload` for every section-1 zstd failure.
     """
-    if zstd_frame_length(value) != len(value):
-        raise InvalidPayload(NOT_ONE_FRAME, f"{len(value) - zstd_frame_length(value)} bytes "
-                                            "after the zstd frame")
+    trailing = len(value) - zstd_frame_length(value)
+    if trailing:
+        raise InvalidPayload(NOT_ONE_FRAME, f"{trailing} bytes after the zstd frame")
     try:
         declared = zstandard.frame_content_size(value)
         if declared >= 0:
