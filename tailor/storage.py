@@ -52,6 +52,17 @@ def _status(exc: BaseException) -> str | None:
     return None
 
 
+def _write_tmp(path: str, data: bytes) -> str:
+    """Write ``data`` to a new temporary file beside ``path``, fsynced; return its path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
 class Store:
     """A root in an object store.  Thread-safe; cheap to pickle for Dask."""
 
@@ -134,13 +145,7 @@ class Store:
             return
 
         def local() -> None:
-            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            os.replace(_write_tmp(path, data), path)
 
         self._call("put", key, local)
 
@@ -154,12 +159,7 @@ class Store:
                 def local() -> None:
                     # Content first, then an atomic, exclusive link: a reader never
                     # sees the key exist without its whole content.
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-                    with open(tmp, "wb") as f:
-                        f.write(data)
-                        f.flush()
-                        os.fsync(f.fileno())
+                    tmp = _write_tmp(path, data)
                     try:
                         os.link(tmp, path)
                     finally:
