@@ -23,11 +23,12 @@ from pydantic import ValidationError
 
 from tailor.config import DiffConfig
 from tailor.errors import ConfigError, StorageError
-from tailor.layout import chunk_dir, manifest_key, parse_stamp, stamp
+from tailor.layout import chunk_dir, manifest_key, stamp
 from tailor.records import Manifest
 from tailor.storage import Store
 
 from .encode import COLUMNS
+from .publish import published_chunks
 
 _KEY_DTYPES = (np.uint32, np.uint64, np.uint64, np.uint32)
 
@@ -180,16 +181,7 @@ def compare(a: Points, b: Points, *, shard: str = "", window: str = "",
 def list_chunks(store: Store, shard: str | None = None) -> dict[tuple[str, int], str]:
     """``(shard, window_start)`` → manifest key, for every chunk of the root."""
     store.invalidate()
-    found: dict[tuple[str, int], str] = {}
-    for k in store.list(f"{shard}/" if shard else ""):
-        parts = k.split("/")
-        if len(parts) != 3 or parts[2] != "_manifest.json" or parts[0].startswith("_"):
-            continue
-        try:
-            found[(parts[0], parse_stamp(parts[1]))] = k
-        except ConfigError:
-            continue  # not a chunk directory
-    return found
+    return published_chunks(store, shard)
 
 
 def read_chunk(store: Store, shard: str, start: int) -> Points:

@@ -15,6 +15,7 @@ import uuid
 from distributed.metrics import context_meter
 
 from tailor import __version__, layout
+from tailor.errors import ConfigError
 from tailor.metrics import STAGE_WRITE
 from tailor.records import InputObject, Manifest, PartFile
 from tailor.storage import Store
@@ -56,6 +57,20 @@ def read_manifest(out: Store, shard: str, start: int) -> Manifest | None:
     except FileNotFoundError:
         return None
     return Manifest.model_validate_json(data)
+
+
+def published_chunks(out: Store, shard: str | None = None) -> dict[tuple[str, int], str]:
+    """``(shard, window_start)`` → manifest key of every chunk (of ``shard``), one listing."""
+    found: dict[tuple[str, int], str] = {}
+    for k in out.list(f"{shard}/" if shard else ""):
+        parts = k.split("/")
+        if len(parts) != 3 or parts[2] != "_manifest.json" or parts[0].startswith("_"):
+            continue
+        try:
+            found[(parts[0], layout.parse_stamp(parts[1]))] = k
+        except ConfigError:
+            continue  # not a chunk directory
+    return found
 
 
 def publish(out: Store, shard: str, start: int, length: int, attempt: str,

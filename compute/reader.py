@@ -21,12 +21,11 @@ import pyarrow.parquet as pq
 
 from tailor import layout, shards
 from tailor.config import ReadConfig, StoreConfig
-from tailor.errors import ConfigError
 from tailor.records import Manifest, PartFile
 from tailor.storage import Store
 
 from .encode import SCHEMA
-from .publish import read_manifest
+from .publish import published_chunks, read_manifest
 
 U64_MAX: Final = 2**64 - 1
 U32_MAX: Final = 2**32 - 1
@@ -83,14 +82,7 @@ def _windows(store: Store, shard: str, ts_from: int | None, ts_to: int | None,
             return []
         if (ts_to - first) // length <= MAX_ENUMERATED_WINDOWS:
             return list(range(first, ts_to, length))
-    found = set()
-    for key in store.list(shard + "/"):
-        parts = key.split("/")
-        if len(parts) == 3 and parts[2] == "_manifest.json":
-            try:
-                found.add(layout.parse_stamp(parts[1]))
-            except ConfigError:
-                continue
+    found = {w for _, w in published_chunks(store, shard)}
     return sorted(w for w in found
                   if (ts_from is None or w + length > ts_from) and (ts_to is None or w < ts_to))
 
