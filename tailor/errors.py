@@ -46,10 +46,6 @@ class InvalidPayload(TailorError):
                          **context)
 
 
-class FrameError(TailorError):
-    """A torn or corrupted frame in a raw object."""
-
-
 class StorageError(TailorError):
     """Object storage failed after all retries."""
 

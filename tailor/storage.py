@@ -185,10 +185,6 @@ class Store:
         path = self.path(key)
         return bytes(self._call("get", key, lambda: self.fs.cat_file(path, start=start, end=end)))
 
-    def size(self, key: str) -> int:
-        path = self.path(key)
-        return int(self._call("head", key, lambda: self.fs.size(path)))
-
     def exists(self, key: str) -> bool:
         path = self.path(key)
         return bool(self._call("head", key, lambda: self.fs.exists(path)))
