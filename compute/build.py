@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+import dask
 import distributed
 from distributed import Client
 
@@ -22,7 +23,7 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .graph import Published, submit_chunk, submit_loads, submit_plan
+from .graph import Published, fusable, submit_chunk, submit_loads, submit_plan_unit, submit_unit
 from .plan import ChunkPlan
 from .publish import new_attempt
 
@@ -52,18 +53,19 @@ def _why(fut: Any) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-#: Chunks of one shard that share their raw byte-range loads (consecutive windows).
+#: Chunks of one shard planned together and sharing their raw byte-range loads
+#: (consecutive windows).
 UNIT_WINDOWS = 4
 
 
-def _units(planned: dict[int, ChunkPlan]) -> list[list[int]]:
-    """Chunk indices grouped into units: one shard, at most UNIT_WINDOWS windows."""
+def units_of(chunks: Sequence[tuple[str, int]]) -> list[list[int]]:
+    """Indices of ``chunks`` grouped into units: one shard, ≤ UNIT_WINDOWS windows (pure)."""
     by_shard: dict[str, list[int]] = {}
-    for i, cp in planned.items():
-        by_shard.setdefault(cp.shard, []).append(i)
+    for i, (s, _w) in enumerate(chunks):
+        by_shard.setdefault(s, []).append(i)
     units = []
     for idx in by_shard.values():
-        idx.sort(key=lambda i: planned[i].start)
+        idx.sort(key=lambda i: chunks[i][1])
         units += [idx[k:k + UNIT_WINDOWS] for k in range(0, len(idx), UNIT_WINDOWS)]
     return units
 
@@ -84,76 +86,127 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     attempt id.  One failing chunk does not stop the others.  Raises only
     for a bad shards file (:class:`~tailor.errors.ConfigError`).
 
-    Work goes to the cluster in units (one shard, up to :data:`UNIT_WINDOWS`
-    windows, whose chunks decode each raw byte range once), at most
-    ``max_units`` at a time (default: workers + 1), so the data held by the
-    cluster is bounded by a few units whatever the number of chunks.
+    Chunks are planned in units (one shard, up to :data:`UNIT_WINDOWS`
+    windows, whose chunks decode each raw byte range once).  A unit that
+    :func:`~tailor.compute.graph.fusable` says fits one task is one task
+    (biggest first); the others get the full graph, at most ``max_units`` of
+    them at a time (default: workers + 1), so the data held by the cluster
+    is bounded by a few units whatever the number of chunks.
     """
     smap = shards.load(cfg.shards_file)
     length = cfg.window_seconds
     attempts = [new_attempt() for _ in chunks]
-    plans: list[Any] = [submit_plan(client, cfg.raw, smap, s, w, length, cfg.range_bytes,
-                         cfg.rows_per_partition, f"{s}-{layout.stamp(w)}-{a}")
-             for (s, w), a in zip(chunks, attempts, strict=True)]
-    _d.wait(plans)
+    units = units_of(chunks)
     results: list[ChunkResult | None] = [None] * len(chunks)
-    pubs: dict[int, Any] = {}
+    plan_futs = [submit_plan_unit(client, cfg.raw, smap, chunks[u[0]][0],
+                                  tuple(chunks[i][1] for i in u), length, cfg.range_bytes,
+                                  cfg.rows_per_partition, f"{chunks[u[0]][0]}-{attempts[u[0]]}")
+                 for u in units]
+    _d.wait(plan_futs)
     planned: dict[int, ChunkPlan] = {}
-    for i, ((s, w), fut) in enumerate(zip(chunks, plans, strict=True)):
+    fused: list[list[int]] = []
+    graphed: list[list[int]] = []
+    for unit, fut in zip(units, plan_futs, strict=True):
         if fut.status != "finished":
-            results[i] = ChunkResult(s, w, False, error=f"planning failed: {_why(fut)}")
+            for i in unit:
+                results[i] = ChunkResult(*chunks[i], False, error=f"planning failed: {_why(fut)}")
             continue
-        planned[i] = fut.result()
+        ok = []
+        for i, cp in zip(unit, fut.result(), strict=True):
+            if isinstance(cp, str):
+                results[i] = ChunkResult(*chunks[i], False, error=f"planning failed: {cp}")
+            else:
+                planned[i] = cp
+                ok.append(i)
+        if ok:
+            plans = [planned[i] for i in ok]
+            (fused if fusable(plans, cfg.rows_per_partition) else graphed).append(ok)
+    running: dict[Any, list[int]] = {}  # future → chunk indices it publishes (in order)
+    for unit in fused:
+        a = attempts[unit[0]]
+        fut = submit_unit(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
+                          [attempts[i] for i in unit], f"{chunks[unit[0]][0]}-{a}")
+        running[fut] = unit
     limit = max_units or len(client.scheduler_info().get("workers", {})) + 1
-    units = _units(planned)
-    unit_of = {i: k for k, unit in enumerate(units) for i in unit}
-    left = {k: len(unit) for k, unit in enumerate(units)}
-    queue = units[::-1]  # pop() takes them in order
-    running: dict[Any, int] = {}  # publish future → chunk index
+    queue = graphed[::-1]  # pop() takes them in order
+    left: dict[int, int] = {}  # graphed unit (by its first chunk) → chunks still running
+    owner: dict[int, int] = {}  # graphed chunk → its unit's first chunk
 
-    def submit_unit() -> None:
+    def submit_graph() -> list[Any]:
         unit = queue.pop()
         cps = [planned[i] for i in unit]
         loads = submit_loads(client, cfg.raw, smap, cps, attempts[unit[0]])
+        left[unit[0]] = len(unit)
+        futs = []
         for i, cp, mine in zip(unit, cps, loads, strict=True):
-            pubs[i] = submit_chunk(client, cfg.out, cp, attempts[i], mine)
-            running[pubs[i]] = i
+            owner[i] = unit[0]
+            futs.append(submit_chunk(client, cfg.out, cp, attempts[i], mine))
+            running[futs[-1]] = [i]
+        return futs
 
     for _ in range(min(limit, len(queue))):
-        submit_unit()
+        submit_graph()
     pending = _d.as_completed(list(running))
-    for done, fut in enumerate(pending, 1):
+    done = 0
+    outcome: dict[int, Published | str] = {}
+    for fut in pending:
+        idx = running.pop(fut)
+        if fut.status != "finished":
+            outcome.update((i, _why(fut)) for i in idx)
+        else:
+            res = fut.result()
+            outcome.update(zip(idx, res if isinstance(res, list) else [res], strict=True))
+        fut.release()
+        done += len(idx)
         if show_progress:
             _progress(done, len(planned))
-        k = unit_of[running.pop(fut)]
-        left[k] -= 1
-        if left[k] == 0 and queue:
-            before = set(running)
-            submit_unit()
-            pending.update([f for f in running if f not in before])
-    for i, fut in pubs.items():
+        k = owner.get(idx[0])
+        if k is not None:
+            left[k] -= 1
+            if left[k] == 0 and queue:
+                pending.update(submit_graph())
+    for i, got in outcome.items():
         s, w = chunks[i]
-        if fut.status != "finished":
-            results[i] = ChunkResult(s, w, False, error=_why(fut))
-            continue
-        pub: Published = fut.result()
-        results[i] = ChunkResult(s, w, True, pub.manifest, None, pub.corrupt, pub.invalid,
-                                 pub.rows_in)
-    for f in [*plans, *pubs.values()]:
+        if isinstance(got, str):
+            results[i] = ChunkResult(s, w, False, error=got)
+        else:
+            results[i] = ChunkResult(s, w, True, got.manifest, None, got.corrupt, got.invalid,
+                                     got.rows_in)
+    for f in plan_futs:
         f.release()
     return [r for r in results if r is not None]
 
 
+#: glibc malloc settings of the worker processes Tailor starts.  Dask's default
+#: (``MALLOC_TRIM_THRESHOLD_=65536``) also pins the mmap threshold at 128 KiB, so
+#: every column array is a fresh mmap whose pages fault in again in every task:
+#: measured 2-3× the system time of a build (benchmarks/RESULTS.md).  Arrays up
+#: to 16 MiB come from the heap instead; more than 64 MiB free is given back.
+WORKER_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
+                        "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
+
+
+def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
+                  dashboard_address: str | None = "127.0.0.1:0") -> Any:
+    """A loopback ``LocalCluster`` of worker processes with :data:`WORKER_MALLOC`.
+
+    Blocks until the workers are up; the caller closes it.
+    """
+    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                               processes=True, host="127.0.0.1",
+                               dashboard_address=dashboard_address)
+
+
 @contextmanager
 def connect(cfg: BuildConfig) -> Iterator[Client]:
-    """A client on ``cfg.scheduler``, or on a new loopback LocalCluster (closed after)."""
+    """A client on ``cfg.scheduler``, or on a new :func:`local_cluster` (closed after)."""
     if cfg.scheduler:
         with _d.Client(cfg.scheduler) as client:
             yield client
         return
-    with _d.LocalCluster(n_workers=cfg.n_workers or 2, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
-            _d.Client(cluster) as client:
+    with local_cluster(cfg.n_workers or 2) as cluster, _d.Client(cluster) as client:
         yield client
 
 

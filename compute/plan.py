@@ -103,6 +103,8 @@ def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int
                  *, threads: int = 16) -> list[tuple[ObjectRecord, int | None]]:
     """Read the index records of every source of ``shard`` for the window's hours.
 
+    On S3 the GETs run on up to ``threads`` threads.
+
     Blocks on the store; raises :class:`~tailor.errors.StorageError` when the
     store fails and :class:`BuildError` for a record that does not parse.
     """
@@ -124,8 +126,8 @@ def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int
                              fix="the ingest index is damaged; re-run ingest for that batch "
                                  "or remove the record") from None
 
-    if not wanted:
-        return []
+    if not raw.is_s3 or len(wanted) <= 1:  # a local directory gains nothing from threads
+        return [fetch(w) for w in wanted]
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(wanted)))) as pool:
         return list(pool.map(fetch, wanted))
 

@@ -7,7 +7,7 @@ import pytest
 import zstandard
 
 from tailor import framing, payload
-from tailor.compute import merge
+from tailor.compute import graph, merge
 from tailor.compute.decode import Points, decode_range
 from tailor.compute.plan import ReadTask, plan_chunk, split_ranges
 from tailor.compute.read import scan_owned
@@ -131,3 +131,31 @@ def test_split_keeps_series_whole_and_ordered() -> None:
             assert not keys[a] & keys[b]
             if keys[a] and keys[b]:
                 assert max(keys[a]) < min(keys[b])
+
+
+def test_sort_dedup_windows_equals_one_sort_per_window() -> None:
+    rng = np.random.default_rng(2)
+    n = 20_000
+    ts = rng.integers(T0 - 100, T0 + 3 * W, n).astype(np.uint32)
+    p = Points(rng.integers(0, 3, n).astype(np.uint32),
+               rng.integers(0, 2**64, n, dtype=np.uint64) % np.uint64(30),
+               np.full(n, 2**64 - 1, np.uint64), ts, rng.standard_normal(n),
+               rng.integers(0, 5, n).astype(np.uint64), rng.integers(0, 3, n).astype(np.uint32))
+    edges = [T0, T0 + W, T0 + 2 * W]
+    got = merge.sort_dedup_windows([p.slice(0, n // 2), p.slice(n // 2, n)], edges)
+    bounds = [(0, T0 + W), (T0 + W, T0 + 2 * W), (T0 + 2 * W, 2**32)]  # first takes earlier
+    for (rows, dups, rows_in), (a, b) in zip(got, bounds, strict=True):
+        want, want_dups = merge.sort_dedup([p.take((p.ts >= a) & (p.ts < b))])
+        assert rows_in == int(((p.ts >= a) & (p.ts < b)).sum()) and dups == want_dups
+        for c in ("org", "metric", "ctx", "ts"):
+            assert np.array_equal(getattr(rows, c), getattr(want, c))
+        assert np.array_equal(rows.value.view(np.uint64), want.value.view(np.uint64))
+    assert [(len(r), d, k) for r, d, k in merge.sort_dedup_windows([], edges)] == [(0, 0, 0)] * 3
+
+
+def test_fusable_only_small_single_partition_units() -> None:
+    recs = [(_rec("a", [7]), None)]
+    one = plan_chunk("org-mod-7", T0, W, recs, range_bytes=1000, rows_per_partition=100)
+    assert graph.fusable([one, one], 100) and not graph.fusable([one, one], 15)
+    many = plan_chunk("org-mod-7", T0, W, recs, range_bytes=1000, rows_per_partition=3)
+    assert many.partitions > 1 and not graph.fusable([many], 10**9)
