@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="py-spy the timed build's processes into PREFIX-<role>-<pid>.txt")
     a = ap.parse_args(argv)
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    from tailor.compute.build import local_cluster
     from tailor.shards import ShardMap
 
     shards = ShardMap().all_shards()
@@ -74,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {}
     with RssSampler({os.getpid(): "scheduler+client"}) as mem:
         t0 = time.perf_counter()
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=a.workers, threads_per_worker=a.threads, processes=True,
-            dashboard_address=None, host="127.0.0.1")
+        cluster = local_cluster(a.workers, threads_per_worker=a.threads,
+                                dashboard_address=None)
         client = Client(cluster)  # type: ignore[no-untyped-call]
         res["cluster_start_s"] = time.perf_counter() - t0
         try:

@@ -219,17 +219,16 @@ def _run(points: int, workdir: str | None, use_s3: bool) -> int:
         quarantined = _count_quarantined(raw_store)
 
         # -- build -----------------------------------------------------------------------
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
+        from tailor.compute.build import local_cluster
         from tailor.compute.ready import build_ready
         from tailor.shards import load
 
         smap = load(str(shards_path))
         bcfg = BuildConfig(raw=raw, out=out, shards=smap.all_shards(), windows=[],
                            shards_file=str(shards_path), ready=True)
-        cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0"))
+        cluster = stack.enter_context(local_cluster(2))
         client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         dashboard = client.dashboard_link
         _say(f"Dask dashboard {dashboard}")
