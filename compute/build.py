@@ -103,6 +103,7 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
                                   cfg.rows_per_partition, f"{chunks[u[0]][0]}-{attempts[u[0]]}")
                  for u in units]
     _d.wait(plan_futs)
+    got = iter(client.gather([f for f in plan_futs if f.status == "finished"]))  # one round trip
     planned: dict[int, ChunkPlan] = {}
     fused: list[list[int]] = []
     graphed: list[list[int]] = []
@@ -112,7 +113,7 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
                 results[i] = ChunkResult(*chunks[i], False, error=f"planning failed: {_why(fut)}")
             continue
         ok = []
-        for i, cp in zip(unit, fut.result(), strict=True):
+        for i, cp in zip(unit, next(got), strict=True):
             if isinstance(cp, str):
                 results[i] = ChunkResult(*chunks[i], False, error=f"planning failed: {cp}")
             else:
