@@ -20,6 +20,7 @@ import numba
 import numpy as np
 from distributed.metrics import context_meter
 
+from tailor.errors import BuildError
 from tailor.metrics import STAGE_SORT
 
 from .decode import Points, concat, empty_points
@@ -115,9 +116,9 @@ def _series_ids(org, met, ctx):  # type: ignore[no-untyped-def]
     while cap < 2 * n:
         cap <<= 1
     mask = np.uint64(cap - 1)
-    table = np.full(cap, -1, np.int64)
+    table = np.full(cap, -1, np.int32)
     first = np.empty(n, np.int64)
-    sid = np.empty(n, np.int64)
+    sid = np.empty(n, np.int32)
     ns = 0
     for i in range(n):
         h = _mix(org[i], met[i], ctx[i]) & mask
@@ -150,7 +151,7 @@ def _counting_pass(perm, digit, nd):  # type: ignore[no-untyped-def]
     for d in range(nd):
         count[d + 1] += count[d]
     fill = count[:nd].copy()
-    out = np.empty(n, np.int64)
+    out = np.empty(n, np.int32)
     for i in range(n):
         r = perm[i]
         d = digit[r]
@@ -181,8 +182,8 @@ def _order(sid, rank, ts, edges):  # type: ignore[no-untyped-def]
     bits = 1
     while (span >> bits) > 0:
         bits += 1
-    perm = np.arange(n)
-    digit = np.empty(n, np.int64)
+    perm = np.arange(n).astype(np.int32)
+    digit = np.empty(n, np.int32)
     shift = 0
     while shift < bits:
         width = min(16, bits - shift)
@@ -273,10 +274,13 @@ def sort_dedup_windows(pieces: list[Points], edges: Sequence[int]
         pts = concat([p for p in pieces if len(p)]) if pieces else empty_points()
         if len(pts) == 0:
             return [(empty_points(), 0, 0) for _ in range(nw)]
+        if len(pts) >= 2**31:  # the kernels index rows with int32
+            raise BuildError("too many points in one merge partition", reason=f"{len(pts)} rows",
+                             fix="lower --rows-per-partition")
         sid, first = _series_ids(pts.org, pts.metric, pts.ctx)
         uo = np.lexsort((pts.ctx[first], pts.metric[first], pts.org[first]))
-        rank = np.empty(len(first), np.int64)
-        rank[uo] = np.arange(len(first), dtype=np.int64)
+        rank = np.empty(len(first), np.int32)
+        rank[uo] = np.arange(len(first), dtype=np.int32)
         perm, start = _order(sid, rank, pts.ts, np.asarray(edges, np.int64))
         del sid
         win, wstart = _dedup(perm, start, pts.ts, pts.intake_ns, pts.idx,
