@@ -110,6 +110,75 @@ def _u64(b: np.ndarray, p: int) -> np.uint64:
     return np.uint64(_u32(b, p)) | (np.uint64(_u32(b, p + 4)) << np.uint64(32))
 
 
+@numba.njit(cache=True, nogil=True)
+def _put(b: np.ndarray, p: int, v: int, size: int) -> None:
+    for k in range(size):
+        b[p + k] = (v >> (8 * k)) & 0xFF
+
+
+@numba.njit(cache=True, nogil=True)
+def _seal_header(out: np.ndarray, q: int, table: np.ndarray) -> None:
+    _put(out, q + 4, crc32(out, q + 8, q + HEADER_SIZE, table), 4)
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_frames(vbuf, voff, vlen, order, raw_len, org, npts, intake, offset,  # type: ignore[no-untyped-def]
+                   partition, topic_idx, table, out, pos):
+    q = 0
+    for j in range(order.shape[0]):
+        i = order[j]
+        pos[j] = q
+        n = vlen[i]
+        body = q + HEADER_SIZE
+        out[body:body + n] = vbuf[voff[i]:voff[i] + n]
+        out[q:q + 4] = np.frombuffer(FRAME_MAGIC, np.uint8)
+        _put(out, q + 8, n, 4)
+        _put(out, q + 12, raw_len[i], 4)
+        _put(out, q + 16, org[i], 4)
+        _put(out, q + 20, npts[i], 4)
+        _put(out, q + 24, intake[i], 8)
+        _put(out, q + 32, offset[i], 8)
+        _put(out, q + 40, partition[i], 4)
+        _put(out, q + 44, topic_idx[i], 2)
+        _put(out, q + 46, 0, 2)
+        _put(out, q + 48, crc32(out, body, body + n, table), 4)
+        _seal_header(out, q, table)
+        q = body + n
+    return q
+
+
+def encode_frames(vbuf: np.ndarray, voff: np.ndarray, vlen: np.ndarray, order: np.ndarray, *,
+                  raw_len: np.ndarray, org: np.ndarray, n_points: np.ndarray,
+                  intake_ns: np.ndarray, offset: np.ndarray, partition: np.ndarray,
+                  topic_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of bodies ``vbuf[voff[i]:voff[i] + vlen[i]]`` for ``i`` in ``order``.
+
+    Batch form of :func:`encode_frame` (same bytes), one numba pass without
+    the GIL.  The per-record arrays are indexed by record (not by position in
+    ``order``).  Returns ``(buf, pos)``: the frames back to back (uint8) and
+    where each starts.
+    """
+    total = int(vlen[order].sum()) + HEADER_SIZE * len(order)
+    out = np.empty(total, np.uint8)
+    pos = np.empty(len(order), np.int64)
+    _encode_frames(vbuf, voff, vlen, order, raw_len, org, n_points, intake_ns.view(np.int64),
+                   offset, partition, topic_idx, _CRC_TABLE, out, pos)
+    return out, pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _retopic(buf, pos, mapping, table):  # type: ignore[no-untyped-def]
+    for j in range(pos.shape[0]):
+        q = pos[j]
+        _put(buf, q + 44, mapping[int(buf[q + 44]) | (int(buf[q + 45]) << 8)], 2)
+        _seal_header(buf, q, table)
+
+
+def retopic(buf: np.ndarray, pos: np.ndarray, mapping: np.ndarray) -> None:
+    """Rewrite in place the topic_idx ``t`` of the frames at ``pos`` as ``mapping[t]``."""
+    _retopic(buf, pos, mapping, _CRC_TABLE)
+
+
 # Columns of the frame table returned by scan().
 F_POS, F_BODY_LEN, F_RAW_LEN, F_ORG, F_NPTS, F_PARTITION, F_TOPIC = range(7)
 SCAN_NEED_MORE: Final = -1

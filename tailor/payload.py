@@ -16,6 +16,7 @@ from typing import Final
 import numpy as np
 import zstandard
 
+from tailor import zstdframe as zf
 from tailor.errors import InvalidPayload
 
 MAGIC: Final = b"TLP1"
@@ -47,10 +48,8 @@ REASONS: Final = (
     BAD_MAGIC, BAD_RESERVED, BAD_SIZE, MISSING_KEY, BAD_KEY, KEY_MISMATCH,
 )
 
-_ZSTD_MAGIC: Final = 0xFD2FB528
 _KEY_RE: Final = re.compile(rb"[0-9]+\Z")
-_READ_CHUNK: Final = 1 << 20
-_KEEP_LIMIT: Final = 8 << 20
+_READ_CHUNK: Final = 128 << 10
 _LOCAL = threading.local()
 
 
@@ -103,69 +102,38 @@ def parse_key(key: bytes | None) -> int:
     return int(key)
 
 
-def zstd_frame_length(data: bytes | memoryview) -> int:
-    """Length in bytes of the single zstd frame at the start of ``data``.
-
-    Walks the frame header and block headers without decompressing.
-    Raises :class:`InvalidPayload` (``not_one_zstd_frame``) when ``data`` does
-    not start with a complete zstd frame (skippable frames included).
-    """
-    n = len(data)
-    if n < 6 or int.from_bytes(data[0:4], "little") != _ZSTD_MAGIC:
-        raise InvalidPayload(NOT_ONE_FRAME, "does not start with a zstd frame magic")
-    fhd = data[4]
-    fcs_flag, single_segment = fhd >> 6, (fhd >> 5) & 1
-    if fhd & 0x08:
-        raise InvalidPayload(NOT_ONE_FRAME, "reserved bit set in the zstd frame header")
-    pos = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[fhd & 3]
-    pos += (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
-    while True:
-        if pos + 3 > n:
-            raise InvalidPayload(NOT_ONE_FRAME, "truncated zstd frame")
-        bh = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16)
-        last, btype, bsize = bh & 1, (bh >> 1) & 3, bh >> 3
-        if btype == 3:
-            raise InvalidPayload(NOT_ONE_FRAME, "reserved zstd block type")
-        pos += 3 + (1 if btype == 1 else bsize)
-        if last:
-            break
-    pos += 4 if (fhd >> 2) & 1 else 0
-    if pos > n:
-        raise InvalidPayload(NOT_ONE_FRAME, "truncated zstd frame")
-    return pos
-
-
 def decompress(value: bytes) -> bytes:
-    """Decompress exactly one zstd frame, never producing more than the limit.
+    """Decompress exactly one zstd frame, never allocating more than the limit.
 
-    Raises :class:`InvalidPayload` for every section-1 zstd failure.
+    A frame that declares its size is decompressed into that many bytes.
+    One that does not is decompressed in one go into the bound its block
+    headers give (:func:`tailor.zstdframe.walk`) when that is within the
+    limit; otherwise it is first streamed through a small buffer to count its
+    size (a too-large frame is rejected as soon as the count passes the
+    limit), then decompressed into exactly that size.  Raises
+    :class:`InvalidPayload` for every section-1 zstd failure.
     """
-    trailing = len(value) - zstd_frame_length(value)
-    if trailing:
-        raise InvalidPayload(NOT_ONE_FRAME, f"{trailing} bytes after the zstd frame")
+    status, length, _, bound = zf.walk(np.frombuffer(value, np.uint8), 0, len(value))
+    if status != zf.OK:
+        raise InvalidPayload(NOT_ONE_FRAME, zf.MESSAGES[status])
+    if len(value) > length:
+        raise InvalidPayload(NOT_ONE_FRAME, f"{len(value) - length} bytes after the zstd frame")
     try:
         declared = zstandard.frame_content_size(value)
         if declared >= 0:
             if declared > MAX_DECOMPRESSED:
                 raise InvalidPayload(TOO_LARGE, f"frame declares {declared} bytes")
             return _dctx().decompress(value)
-        # No declared size: keep the output while it is small; past _KEEP_LIMIT
-        # only count it (a too-large frame never costs more than ~_KEEP_LIMIT of
-        # memory), then decompress again once its size is known to be legal.
-        out: bytearray | None = bytearray()
+        if 0 < bound <= MAX_DECOMPRESSED:
+            return _dctx().decompress(value, max_output_size=bound)
         total = 0
+        buf = bytearray(_READ_CHUNK)
         with _dctx().stream_reader(value, read_across_frames=False) as reader:
-            while chunk := reader.read(_READ_CHUNK):
-                total += len(chunk)
+            while k := reader.readinto(buf):
+                total += k
                 if total > MAX_DECOMPRESSED:
                     raise InvalidPayload(TOO_LARGE, f"decompresses to more than {MAX_DECOMPRESSED}")
-                if out is not None:
-                    out += chunk
-                    if len(out) > _KEEP_LIMIT:
-                        out = None
-        if out is not None:
-            return bytes(out)
-        return _dctx().decompress(value, max_output_size=total)
+        return _dctx().decompress(value, max_output_size=total) if total else b""
     except zstandard.ZstdError as exc:
         reason = CHECKSUM_MISMATCH if "checksum" in str(exc).lower() else DECOMPRESS_FAILED
         raise InvalidPayload(reason, str(exc)) from None

@@ -64,6 +64,17 @@ class ShardMap:
             return f"org-{org}"
         return f"org-mod-{org % self.shared_shards}"
 
+    def shard_codes(self, org: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Vector form of :meth:`shard_for`: per element, the index of its shard
+        in :meth:`all_shards` (int64)."""
+        codes = np.asarray(org, dtype=np.int64) % self.shared_shards
+        for j, o in enumerate(sorted(self.dedicated)):
+            sel = org == o
+            if sel.any():
+                sel &= self.dedicated[o].active(ts)
+                codes[sel] = self.shared_shards + j
+        return codes
+
     def all_shards(self) -> list[str]:
         """Every shard name: shared first, then dedicated by org id."""
         return [f"org-mod-{i}" for i in range(self.shared_shards)] + [
