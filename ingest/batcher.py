@@ -1,13 +1,15 @@
 """The pure batching core of ``tailor ingest``: no I/O, no clock, no asyncio.
 
-Consumed Kafka records come in as :class:`Valid` or :class:`Invalid` items
-(made by :func:`classify`).  Valid payloads go to one open :class:`Batch` per
-raw shard, invalid ones to one open quarantine batch per ``(topic, partition)``.
+Consumed Kafka records come in as :class:`Valid` items (a fetch's valid
+payloads of one raw shard, framed) or :class:`Invalid` items (one invalid
+record), made by :class:`tailor.ingest.classify.Classifier`.  Valid payloads
+go to one open :class:`Batch` per raw shard, invalid ones to one open
+quarantine batch per ``(topic, partition)``.
 A batch is *open* (accepting items), then *sealed* (immutable, being written by
 the I/O stages, possibly several times if writes fail), then *durable*
 (:meth:`Batcher.done`), when it is forgotten.
 
-Lifecycle: ``assign`` → ``add_*`` … → ``due``/``seal_*`` → (write elsewhere) →
+Lifecycle: ``assign`` → ``add`` … → ``due``/``seal_*`` → (write elsewhere) →
 ``done`` → ``committable`` → ``mark_committed`` → ``revoke``.
 
 Offsets: for every assigned partition the batcher knows the next offset after
@@ -28,20 +30,14 @@ Nothing here blocks; methods raise only ``KeyError``/``ValueError`` on misuse
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
 
-from tailor import payload as pl
+from tailor import framing
 from tailor.config import FlushPolicy
-from tailor.errors import InvalidPayload
-from tailor.framing import encode_frame
-from tailor.layout import HOUR
-from tailor.records import QuarantineEntry
-from tailor.shards import ShardMap
 
 TP = tuple[str, int]  # (topic, partition)
 OBJECT: Final = "object"
@@ -50,19 +46,31 @@ QUARANTINE: Final = "quarantine"
 
 @dataclass(frozen=True, slots=True)
 class Valid:
-    """A valid payload, routed, with what its object record needs."""
+    """Valid payloads of one fetch routed to one raw shard, already framed.
 
-    tp: TP
-    offset: int
+    ``data``: their frames back to back (:mod:`tailor.framing`), each
+    ``topic_idx`` an index into ``topics``; ``frame_pos``: where each frame
+    starts in ``data``.  ``ranges``: per partition, ``(first offset, last
+    offset, max intake_ns)`` of its payloads here.  ``hours``: hour start →
+    points with ts in it; ``min_ts``/``max_ts`` None when no payload holds a
+    point.  ``value_bytes``: the record values' total size (for metrics).
+    Made by :class:`tailor.ingest.classify.Classifier`.
+    """
+
     shard: str
-    value: bytes  # the record value exactly as received (zstd)
-    raw_len: int
-    org_id: int
-    n_points: int
-    intake_ns: int
-    min_ts: int | None  # None when the payload holds no point
+    data: bytes
+    frame_pos: np.ndarray
+    topics: tuple[str, ...]
+    ranges: dict[TP, tuple[int, int, int]]
+    payloads: int
+    points: int
+    value_bytes: int
+    hours: dict[int, int]
+    min_ts: int | None
     max_ts: int | None
-    hours: dict[int, int]  # hour start → points with ts in it
+    min_intake_ns: int
+    max_intake_ns: int
+    orgs: frozenset[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,35 +86,9 @@ class Invalid:
 Item = Valid | Invalid
 
 
-def classify(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-             timestamp_ms: int | None, shard_map: ShardMap) -> Item:
-    """Validate one Kafka record (contracts.md section 1) and describe it.
-
-    CPU only (zstd + numpy, no per-point Python); never raises on bad input:
-    an invalid record becomes an :class:`Invalid` carrying its reason.
-    """
-    tp = (topic, partition)
-    try:
-        p = pl.validate(key, value)
-    except InvalidPayload as exc:
-        entry = QuarantineEntry(
-            topic=topic, partition=partition, offset=offset, reason=exc.reason,
-            detail=exc.detail[:500],
-            key_b64=None if key is None else base64.b64encode(key).decode(),
-            value_b64=None if value is None else base64.b64encode(value).decode(),
-            timestamp_ms=timestamp_ms)
-        return Invalid(tp, offset, exc.reason, entry.dumps() + b"\n")
-    assert value is not None
-    ts = p.points()["ts"]
-    hours: dict[int, int] = {}
-    min_ts = max_ts = None
-    if len(ts):
-        min_ts, max_ts = int(ts.min()), int(ts.max())
-        uniq, counts = np.unique(ts // HOUR, return_counts=True)
-        hours = {int(h) * HOUR: int(c) for h, c in zip(uniq, counts, strict=True)}
-    shard = shard_map.shard_for(p.org_id, p.intake_ns // 10**9)
-    return Valid(tp, offset, shard, value, len(p.raw), p.org_id, p.n_points, p.intake_ns,
-                 min_ts, max_ts, hours)
+def item_tps(item: Item) -> list[TP]:
+    """The partitions whose records ``item`` holds."""
+    return list(item.ranges) if isinstance(item, Valid) else [item.tp]
 
 
 @dataclass(eq=False, slots=True)
@@ -163,16 +145,6 @@ class Batch:
     def data(self) -> bytes:
         return b"".join(self.chunks)
 
-    def _track(self, tp: TP, offset: int, part: PartState, intake_ns: int) -> None:
-        r = self.ranges.get(tp)
-        if r is None:
-            self.ranges[tp] = [offset, offset, intake_ns]
-            self.parts[tp] = part
-            part.pending[self.serial] = offset
-        else:
-            r[1] = max(r[1], offset)
-            r[2] = max(r[2], intake_ns)
-
 
 class Batcher:
     """Per-shard batches, flush policy, memory accounting, committable offsets."""
@@ -198,46 +170,84 @@ class Batcher:
 
     # -- intake -------------------------------------------------------------------
     def add(self, item: Item, now: float) -> bool:
-        """Buffer one record; False (dropped) if its partition is not assigned.
+        """Buffer one item; False (nothing added) if any partition it holds is
+        not assigned.
 
-        Records of a partition must come in offset order between ``assign``
-        and ``revoke`` (what a Kafka consumer delivers).
+        Items must come in fetch order between ``assign`` and ``revoke``: an
+        item's offsets in a partition are above those of items from earlier
+        fetches (what a Kafka consumer delivers).  A caller that gets False
+        must drop the rest of that fetch too (its records come again from the
+        committed offset).
         """
-        part = self.parts.get(item.tp)
-        if part is None:
+        tps = item_tps(item)
+        if any(tp not in self.parts for tp in tps):
             return False
         if isinstance(item, Valid):
             b = self._open(OBJECT, item.shard, now)
-            idx = self._topic_idx(b, item.tp[0])
-            frame = encode_frame(item.value, raw_len=item.raw_len, org_id=item.org_id,
-                                 n_points=item.n_points, intake_ns=item.intake_ns,
-                                 offset=item.offset, partition=item.tp[1], topic_idx=idx)
-            b.chunks.append(frame)
-            b.nbytes += len(frame)
-            b.points += item.n_points
+            data = self._frames_for(b, item)
+            b.chunks.append(data)
+            b.nbytes += len(data)
+            b.payloads += item.payloads
+            b.points += item.points
             for h, n in item.hours.items():
                 b.hours[h] = b.hours.get(h, 0) + n
             if item.min_ts is not None and item.max_ts is not None:
                 b.min_ts = item.min_ts if b.min_ts is None else min(b.min_ts, item.min_ts)
                 b.max_ts = item.max_ts if b.max_ts is None else max(b.max_ts, item.max_ts)
-            b.min_intake_ns = (item.intake_ns if b.min_intake_ns is None
-                               else min(b.min_intake_ns, item.intake_ns))
-            b.max_intake_ns = (item.intake_ns if b.max_intake_ns is None
-                               else max(b.max_intake_ns, item.intake_ns))
-            b.orgs.add(item.org_id)
-            size, intake = len(frame), item.intake_ns
+            b.min_intake_ns = (item.min_intake_ns if b.min_intake_ns is None
+                               else min(b.min_intake_ns, item.min_intake_ns))
+            b.max_intake_ns = (item.max_intake_ns if b.max_intake_ns is None
+                               else max(b.max_intake_ns, item.max_intake_ns))
+            b.orgs |= item.orgs
+            for tp, (first, last, intake) in item.ranges.items():
+                self._track(b, tp, first, last, intake)
+            self.buffered_bytes += len(data)
         else:
             b = self._open(QUARANTINE, f"{item.tp[0]}/{item.tp[1]}", now)
-            self._topic_idx(b, item.tp[0])
+            if item.tp[0] not in b.topics:
+                b.topics.append(item.tp[0])
             b.chunks.append(item.line)
             b.nbytes += len(item.line)
+            b.payloads += 1
             b.reasons[item.reason] = b.reasons.get(item.reason, 0) + 1
-            size, intake = len(item.line), 0
-        b.payloads += 1
-        b._track(item.tp, item.offset, part, intake)
-        part.next_offset = max(part.next_offset or 0, item.offset + 1)
-        self.buffered_bytes += size
+            self._track(b, item.tp, item.offset, item.offset, 0)
+            self.buffered_bytes += len(item.line)
         return True
+
+    def _track(self, b: Batch, tp: TP, first: int, last: int, intake_ns: int) -> None:
+        part = self.parts[tp]
+        r = b.ranges.get(tp)
+        if r is None:
+            b.ranges[tp] = [first, last, intake_ns]
+            b.parts[tp] = part
+            part.pending[b.serial] = first
+        else:
+            r[0], r[1], r[2] = min(r[0], first), max(r[1], last), max(r[2], intake_ns)
+            part.pending[b.serial] = r[0]
+        part.next_offset = max(part.next_offset or 0, last + 1)
+
+    @staticmethod
+    def _frames_for(b: Batch, item: Valid) -> bytes:
+        """``item.data`` with topic indices valid in ``b.topics`` (extended as needed).
+
+        Classifier topic tables only grow, so normally one is a prefix of the
+        other and the frames are used as they are; otherwise they are
+        renumbered (a copy).
+        """
+        mine, theirs = b.topics, item.topics
+        if tuple(mine) == theirs[:len(mine)]:
+            mine.extend(theirs[len(mine):])
+            return item.data
+        if theirs == tuple(mine[:len(theirs)]):
+            return item.data
+        mapping = []
+        for t in theirs:
+            if t not in mine:
+                mine.append(t)
+            mapping.append(mine.index(t))
+        buf = np.frombuffer(item.data, np.uint8).copy()
+        framing.retopic(buf, item.frame_pos, np.array(mapping, np.int64))
+        return buf.tobytes()
 
     def _open(self, kind: str, key: str, now: float) -> Batch:
         b = self.open.get((kind, key))
@@ -245,14 +255,6 @@ class Batcher:
             self._serial += 1
             b = self.open[(kind, key)] = Batch(self._serial, kind, key, now)
         return b
-
-    @staticmethod
-    def _topic_idx(b: Batch, topic: str) -> int:
-        try:
-            return b.topics.index(topic)
-        except ValueError:
-            b.topics.append(topic)
-            return len(b.topics) - 1
 
     # -- sealing ------------------------------------------------------------------
     def _seal(self, b: Batch) -> Batch:

@@ -2,8 +2,10 @@
 
 One :class:`Ingester` runs one asyncio loop (:meth:`Ingester.run`):
 
-- ``getmany`` (bounded wait) → :func:`batcher.classify` in a worker thread →
-  :class:`batcher.Batcher` under a lock shared with the rebalance listener.
+- ``getmany`` → :meth:`classify.Classifier.classify` in a classifier thread
+  (its kernels release the GIL, so up to ``CLASSIFY_AHEAD`` fetches are
+  classified while the next ones are fetched) → :class:`batcher.Batcher`, in
+  fetch order, under a lock shared with the rebalance listener.
 - Sealed batches are written by :class:`writer.Writer` in worker threads, at
   most ``upload_concurrency`` at once.  A failed write is retried later with
   backoff (the same keys); it never crashes the loop and never lets offsets
@@ -36,10 +38,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from tailor import layout, metrics
+from tailor import batchcheck, layout, metrics
 from tailor.config import IngestConfig
 from tailor.errors import StorageError, TailorError
-from tailor.ingest.batcher import OBJECT, TP, Batch, Batcher, Invalid, Item, classify
+from tailor.ingest.batcher import OBJECT, TP, Batch, Batcher, Invalid, Item, item_tps
+from tailor.ingest.classify import Classifier
 from tailor.ingest.writer import Writer
 from tailor.records import Watermark
 from tailor.shards import ShardMap
@@ -47,7 +50,9 @@ from tailor.storage import Store
 
 log = logging.getLogger("tailor.ingest")
 POLL_MS = 200
-MAX_RECORDS = 2000
+MAX_RECORDS = 5000
+CLASSIFY_THREADS = 2  # classifier kernels release the GIL: fetches classify in parallel
+CLASSIFY_AHEAD = 3  # fetches being classified while the next one is fetched
 RETRY_MAX_S = 30.0
 T = TypeVar("T")
 
@@ -72,6 +77,10 @@ class Ingester:
         self.shard_map = shard_map
         self.writer = Writer(store, part_size=cfg.part_size, concurrency=cfg.upload_concurrency)
         self.batcher = Batcher(cfg.flush)
+        self.classifier = Classifier(shard_map)
+        # Fetches are classified in parallel and added in fetch order.
+        self.cpool = ThreadPoolExecutor(CLASSIFY_THREADS, "tailor-classify")
+        self.classifying: list[tuple[int, asyncio.Future[list[Item]]]] = []  # (epoch, items)
         self.lock = asyncio.Lock()
         self.sem = asyncio.Semaphore(cfg.upload_concurrency)
         self.inflight: dict[int, asyncio.Task[None]] = {}
@@ -90,8 +99,8 @@ class Ingester:
             bootstrap_servers=cfg.brokers, group_id=cfg.group, enable_auto_commit=False,
             auto_offset_reset="earliest", metadata_max_age_ms=int(cfg.metadata_max_age_s * 1000),
             client_id=f"tailor-ingest-{socket.gethostname()}-{os.getpid()}",
-            fetch_max_bytes=max(1 << 20, min(50 << 20, cfg.memory_limit // 8)),
-            max_partition_fetch_bytes=max(1 << 18, min(1 << 20, cfg.memory_limit // 64)),
+            fetch_max_bytes=max(1 << 20, min(64 << 20, cfg.memory_limit // 8)),
+            max_partition_fetch_bytes=max(1 << 18, min(8 << 20, cfg.memory_limit // 64)),
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -103,12 +112,15 @@ class Ingester:
         uncommitted and are delivered again).  Raises only on bugs and on
         Kafka errors at start (bad brokers).
         """
+        # Compile the classifier's kernels before joining the group.
+        await asyncio.get_running_loop().run_in_executor(self.cpool, batchcheck.warm)
         try:
             await self.consumer.start()
         except KafkaError as exc:
             with contextlib.suppress(KafkaError):
                 await self.consumer.stop()
             self.pool.shutdown(wait=False)
+            self.cpool.shutdown(wait=False)
             raise TailorError("cannot reach the Kafka brokers", brokers=self.cfg.brokers,
                               reason=f"{type(exc).__name__}: {exc}",
                               fix="check --brokers and that the brokers are up") from None
@@ -128,6 +140,7 @@ class Ingester:
                 self.abandoned = True
             self.abandoned |= bool(self.inflight)
             self.pool.shutdown(wait=False, cancel_futures=True)
+            self.cpool.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(KafkaError, asyncio.CancelledError):
                 await self.consumer.stop()
 
@@ -135,17 +148,23 @@ class Ingester:
         idle_s = self.cfg.exit_when_idle_s
         next_log = time.monotonic() + self.cfg.log_every_s
         while not stop.is_set():
-            data = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
-            epoch = self.epoch  # records are of the current assignment
+            # Wait for Kafka only when nothing is being classified; else take
+            # what is already fetched, or wait for the oldest classification.
+            busy = bool(self.classifying)
+            data = {}
+            if len(self.classifying) < CLASSIFY_AHEAD:
+                data = await self.consumer.getmany(timeout_ms=0 if busy else POLL_MS,
+                                                   max_records=MAX_RECORDS)
             now = time.monotonic()
             if data:
                 self.last_activity = now
-                items = await asyncio.to_thread(self._classify, data)
-                async with self.lock:
-                    # A rebalance while classifying resets positions to the committed
-                    # offsets: these records come again, so drop them now.
-                    if epoch == self.epoch:
-                        self._add(items, time.monotonic())
+                fetch = [((tp.topic, tp.partition), recs) for tp, recs in data.items()]
+                # Records are of the current assignment: remember its epoch.
+                self.classifying.append((self.epoch, asyncio.get_running_loop().run_in_executor(
+                    self.cpool, self.classifier.classify, fetch)))
+            elif busy:
+                await asyncio.wait([self.classifying[0][1]])
+            await self._take_classified()
             self._schedule(self.batcher.due(time.monotonic()))
             self._backpressure()
             self._retry_failed()
@@ -156,9 +175,24 @@ class Ingester:
                 next_log = now + self.cfg.log_every_s
             # Idle = nothing fetched for idle_s *and* caught up: a slow broker or a
             # rebalance pause with records still behind the high water is not idle.
-            if idle_s is not None and now - self.last_activity >= idle_s and self.lag() == 0:
+            if (idle_s is not None and now - self.last_activity >= idle_s and self.lag() == 0
+                    and not self.classifying):
                 log.info("nothing new for %.1f s and caught up: stopping", idle_s)
                 return
+        while self.classifying:  # stopping: keep what was fetched
+            await asyncio.wait([self.classifying[0][1]])
+            await self._take_classified()
+
+    async def _take_classified(self) -> None:
+        """Add the items of every finished classification at the head, in order."""
+        while self.classifying and self.classifying[0][1].done():
+            epoch, fut = self.classifying.pop(0)
+            items = fut.result()
+            async with self.lock:
+                # A rebalance since the fetch reset positions to the committed
+                # offsets: these records come again, so drop them now.
+                if epoch == self.epoch:
+                    self._add(items, time.monotonic())
 
     async def _shutdown(self) -> int:
         deadline = time.monotonic() + max(1.0, self.cfg.shutdown_deadline_s - 3.0)
@@ -209,26 +243,24 @@ class Ingester:
         log.info("assigned %s", _fmt(tps))
 
     # -- records ------------------------------------------------------------------------
-    def _classify(self, data: dict[Any, list[Any]]) -> list[Item]:
-        out = []
-        for tp, records in data.items():
-            for r in records:
-                out.append(classify(tp.topic, tp.partition, r.offset, r.key, r.value,
-                                    r.timestamp, self.shard_map))
-        return out
-
     def _add(self, items: list[Item], now: float) -> None:
+        """Add one fetch's items; all of them or (a partition not assigned) none."""
+        if any(tp not in self.batcher.parts for it in items for tp in item_tps(it)):
+            log.debug("dropping a fetch of partitions no longer assigned")
+            return
+        payloads = nbytes = 0
         for it in items:
-            if not self.batcher.add(it, now):
-                continue
+            self.batcher.add(it, now)
             if isinstance(it, Invalid):
                 metrics.QUARANTINED.labels(it.reason).inc()
                 self.stats["quarantined"] += 1
             else:
-                metrics.PAYLOADS.inc()
-                metrics.PAYLOAD_BYTES.inc(len(it.value))
-                self.stats["payloads"] += 1
-                self.stats["bytes"] += len(it.value)
+                payloads += it.payloads
+                nbytes += it.value_bytes
+        metrics.PAYLOADS.inc(payloads)
+        metrics.PAYLOAD_BYTES.inc(nbytes)
+        self.stats["payloads"] += payloads
+        self.stats["bytes"] += nbytes
         metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
 
     def _backpressure(self) -> None:

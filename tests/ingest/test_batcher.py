@@ -9,7 +9,8 @@ import pytest
 from tailor import framing, layout
 from tailor import payload as pl
 from tailor.config import FlushPolicy
-from tailor.ingest.batcher import OBJECT, QUARANTINE, Batcher, Invalid, Valid, classify
+from tailor.ingest.batcher import OBJECT, QUARANTINE, Batcher, Invalid, Valid
+from tailor.ingest.classify import classify_one as classify
 from tailor.ingest.writer import object_record
 from tailor.records import QuarantineEntry
 from tailor.shards import ShardMap
@@ -35,7 +36,8 @@ def invalid(topic: str, part: int, offset: int) -> Invalid:
 
 def test_classify_routes_and_describes() -> None:
     v = valid("t", 1, 7, org=6, n=50, late=30)
-    assert v.shard == "org-mod-2" and v.org_id == 6 and v.n_points == 50
+    assert v.shard == "org-mod-2" and v.orgs == {6} and v.points == 50 and v.payloads == 1
+    assert v.ranges == {("t", 1): (7, 7, (T0 + 10) * 10**9 + 7)}
     ts = points(50, 7, 30)["ts"]
     assert (v.min_ts, v.max_ts) == (int(ts.min()), int(ts.max()))
     assert sum(v.hours.values()) == 50 and all(h % 3600 == 0 for h in v.hours)
@@ -77,7 +79,7 @@ def test_flush_on_age_per_shard() -> None:
 
 def test_flush_on_bytes() -> None:
     one = valid("t", 0, 0, org=1)
-    frame = framing.frame_header(len(one.value))
+    frame = len(one.data)
     b = Batcher(FlushPolicy(max_age_s=100, max_payloads=10**6, max_bytes=3 * frame))
     b.assign([("t", 0)])
     for off in range(3):
