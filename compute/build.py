@@ -23,7 +23,7 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .graph import Published, fusable, submit_chunk, submit_loads, submit_plan_unit, submit_unit
+from .graph import Published, fusable, submit_chunk, submit_plan_unit, submit_unit
 from .plan import ChunkPlan
 from .publish import new_attempt
 
@@ -78,8 +78,7 @@ def _progress(done: int, total: int) -> None:
 
 
 def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, int]], *,
-                 show_progress: bool = False, max_units: int | None = None
-                 ) -> list[ChunkResult]:
+                 show_progress: bool = False) -> list[ChunkResult]:
     """Build and publish every ``(shard, window_start)`` of ``chunks`` on ``client``.
 
     Blocks until every chunk is published or failed.  Each chunk gets a fresh
@@ -87,11 +86,11 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     for a bad shards file (:class:`~tailor.errors.ConfigError`).
 
     Chunks are planned in units (one shard, up to :data:`UNIT_WINDOWS`
-    windows, whose chunks decode each raw byte range once).  A unit that
-    :func:`~tailor.compute.graph.fusable` says fits one task is one task
-    (biggest first); the others get the full graph, at most ``max_units`` of
-    them at a time (default: workers + 1), so the data held by the cluster
-    is bounded by a few units whatever the number of chunks.
+    windows).  A unit that :func:`~tailor.compute.graph.fusable` says fits
+    one task is one task, decoding each raw byte range once for all its
+    windows (biggest units first); every other chunk gets its partitioned
+    graph, whose tasks each hold at most about ``rows_per_partition`` points,
+    so a worker's memory does not grow with the shard.
     """
     smap = shards.load(cfg.shards_file)
     length = cfg.window_seconds
@@ -103,7 +102,8 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
                                   cfg.rows_per_partition, f"{chunks[u[0]][0]}-{attempts[u[0]]}")
                  for u in units]
     _d.wait(plan_futs)
-    got = iter(client.gather([f for f in plan_futs if f.status == "finished"]))  # one round trip
+    got = iter(client.gather(  # type: ignore[no-untyped-call]  # one round trip
+        [f for f in plan_futs if f.status == "finished"]))
     planned: dict[int, ChunkPlan] = {}
     fused: list[list[int]] = []
     graphed: list[list[int]] = []
@@ -128,29 +128,11 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         fut = submit_unit(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
                           [attempts[i] for i in unit], f"{chunks[unit[0]][0]}-{a}")
         running[fut] = unit
-    limit = max_units or len(client.scheduler_info().get("workers", {})) + 1
-    queue = graphed[::-1]  # pop() takes them in order
-    left: dict[int, int] = {}  # graphed unit (by its first chunk) → chunks still running
-    owner: dict[int, int] = {}  # graphed chunk → its unit's first chunk
-
-    def submit_graph() -> list[Any]:
-        unit = queue.pop()
-        cps = [planned[i] for i in unit]
-        loads = submit_loads(client, cfg.raw, smap, cps, attempts[unit[0]])
-        left[unit[0]] = len(unit)
-        futs = []
-        for i, cp, mine in zip(unit, cps, loads, strict=True):
-            owner[i] = unit[0]
-            futs.append(submit_chunk(client, cfg.out, cp, attempts[i], mine))
-            running[futs[-1]] = [i]
-        return futs
-
-    for _ in range(min(limit, len(queue))):
-        submit_graph()
-    pending = _d.as_completed(list(running))
+    for i in (i for unit in graphed for i in unit):
+        running[submit_chunk(client, cfg.raw, cfg.out, smap, planned[i], attempts[i])] = [i]
     done = 0
     outcome: dict[int, Published | str] = {}
-    for fut in pending:
+    for fut in _d.as_completed(list(running)):
         idx = running.pop(fut)
         if fut.status != "finished":
             outcome.update((i, _why(fut)) for i in idx)
@@ -161,11 +143,6 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         done += len(idx)
         if show_progress:
             _progress(done, len(planned))
-        k = owner.get(idx[0])
-        if k is not None:
-            left[k] -= 1
-            if left[k] == 0 and queue:
-                pending.update(submit_graph())
     for i, got in outcome.items():
         s, w = chunks[i]
         if isinstance(got, str):

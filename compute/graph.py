@@ -1,4 +1,4 @@
-"""The Dask task graphs of a build: plan a unit, then build it fused or as a graph.
+"""The Dask task graphs of a build: plan a unit, then build it fused or partitioned.
 
 A *unit* is up to a few consecutive windows of one shard.  ``plan_unit``
 lists the ingest index for them (one task).  Then:
@@ -7,19 +7,19 @@ lists the ingest index for them (one task).  Then:
   chunk, all its points within ``rows_per_partition``) runs as one
   ``build_unit`` task: read, decode, sort, encode and publish every chunk of
   the unit in a row, paying the scheduler once instead of per stage;
-- a bigger unit gets the graph below, one per chunk, its byte ranges shared::
+- otherwise each chunk gets its own graph, range-partitioned by series::
 
-    load[i] (read + zstd + decode)  ─┬─ report[i] ────────────────────────┐
-      (one per byte range and build, ├                                    │
-       shared by all its windows)    │                                    │
-                                     ├─ sample[i] ─ splitters ─┐          │
-                                     └──────────── split[i] ◄──┘          │
-                               piece[i][p] ─► part[p] (sort+encode+put) ─► publish
+    sample[i] (read range i, decode a stride of its frames) ─┐
+                                               splitters ◄───┘
+    part[p] (read + decode every range, keep partition p's series,
+             sort, encode, put) ──────────────────────────────► publish
 
-With one partition there is no sampling: ``part[0]`` takes the loads.  A byte
-range that holds points of several windows of the shard being built (late
-points, an object spanning a window edge, a catch-up build) is read and
-decoded once: :func:`submit_loads` gives each chunk its window's share.
+  Every part task streams the raw byte ranges itself and keeps only its own
+  series, so a worker holds one decoded range plus at most about
+  ``rows_per_partition`` points, however big the shard: raw objects are the
+  durable state, and reading them again costs CPU, never memory.  With one
+  partition there is no sampling.
+
 Every task is pure given its inputs (a part file is written under the
 build's attempt id with deterministic bytes), so the scheduler may rerun any
 of them after a worker dies; that costs time, never correctness.
@@ -27,8 +27,8 @@ of them after a worker dies; that costs time, never correctness.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import operator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +49,9 @@ from .decode import Points, decode_range
 from .plan import ChunkPlan, ReadTask, plan
 from .publish import publish, write_part
 from .read import read_range
+
+#: ``sample`` tasks decompress every SAMPLE_FRAME_STEP-th frame (at most) of a range.
+SAMPLE_FRAME_STEP = 8
 
 #: Times the scheduler retries a task that raised (storage hiccups); a dead
 #: worker's tasks are rescheduled anyway (``distributed.scheduler.allowed-failures``).
@@ -77,6 +80,7 @@ class PartResult:
     rows_in: int
     min_ts: int | None
     max_ts: int | None
+    reports: list[Report]  # what the decoder found (part 0 only: every part sees every frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,22 +121,6 @@ def fusable(plans: list[ChunkPlan], rows_per_partition: int) -> bool:
     """
     return (all(cp.partitions <= 1 for cp in plans)
             and sum(cp.est_points for cp in plans) <= rows_per_partition)
-
-
-def t_load(raw: StoreConfig, task: ReadTask, shard: str, smap: ShardMap,
-           windows: tuple[tuple[int, int], ...]) -> list[Points]:
-    """Read and decode one byte range once; its points split by ``windows``."""
-    with context_meter.meter(STAGE_READ):
-        rr = read_range(store(raw), task)
-    pts = decode_range(rr, shard, smap, windows[0][0], windows[-1][1])
-    if len(windows) == 1:
-        return [pts]
-    out = []
-    for a, b in windows:
-        part = pts.take((pts.ts >= a) & (pts.ts < b))
-        part.frames, part.corrupt, part.invalid = pts.frames, pts.corrupt, pts.invalid
-        out.append(part)
-    return out
 
 
 def _range_windows(plans: list[ChunkPlan]) -> dict[ReadTask, tuple[tuple[int, int], ...]]:
@@ -178,9 +166,9 @@ def t_build_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
     results: list[Published | str] = []
     for cp, attempt in zip(plans, attempts, strict=True):
         try:
-            part = _part(out, shard, cp.start, attempt, 0, *rows.pop(cp.start))
-            results.append(t_publish(out, cp, attempt, 1, part,
-                                     *[reports[t] for t in cp.tasks]))
+            part = _part(out, shard, cp.start, attempt, 0, *rows.pop(cp.start),
+                         [reports[t] for t in cp.tasks])
+            results.append(t_publish(out, cp, attempt, part))
         except (TailorError, OSError) as exc:
             results.append(f"{type(exc).__name__}: {exc}")
     return results
@@ -190,43 +178,68 @@ def t_report(pts: Points) -> Report:
     return Report(pts.frames, pts.corrupt, pts.invalid)
 
 
-def t_sample(pts: Points, stride: int) -> merge.SeriesKeys:
-    return merge.sample(pts, stride)
+def t_sample(raw: StoreConfig, task: ReadTask, shard: str, smap: ShardMap, start: int,
+             end: int, stride: int) -> merge.SeriesKeys:
+    """Series keys sampled from one byte range: every ``stride``-th point, about.
+
+    Only a stride of the range's frames is decompressed (frames are sampled
+    whole, then their points), so sampling costs a fraction of a decode.
+    """
+    with context_meter.meter(STAGE_READ):
+        rr = read_range(store(raw), task)
+    step = max(1, min(SAMPLE_FRAME_STEP, stride))
+    if step > 1:
+        rr = dataclasses.replace(rr, ints=rr.ints[::step], u64s=rr.u64s[::step],
+                                 corrupt=rr.corrupt[:0])
+    pts = decode_range(rr, shard, smap, start, end)
+    return merge.sample(pts, max(1, stride // step))
 
 
 def t_splitters(parts: int, *samples: merge.SeriesKeys) -> merge.SeriesKeys:
     return merge.choose_splitters(list(samples), parts)
 
 
-def t_split(pts: Points, splitters: merge.SeriesKeys, parts: int) -> list[Points]:
-    return merge.split(pts, splitters, parts)
-
-
 def _part(out: StoreConfig, shard: str, start: int, attempt: str, p: int, rows: Points,
-          dups: int, rows_in: int) -> PartResult:
+          dups: int, rows_in: int, reports: list[Report]) -> PartResult:
     """Encode and put part ``p`` (sorted unique ``rows``; none: no file)."""
     n = len(rows)
     f = write_part(store(out), shard, start, attempt, p, rows) if n else PartFile(
         path="", rows=0, row_offset=0, bytes=0, sha256="", min_key=[], max_key=[])
     lo = int(rows.ts.min()) if n else None
     hi = int(rows.ts.max()) if n else None
-    return PartResult(f, dups, rows_in, lo, hi)
+    return PartResult(f, dups, rows_in, lo, hi, reports)
 
 
-def t_part(out: StoreConfig, shard: str, start: int, attempt: str, p: int,
-           *pieces: Points) -> PartResult:
-    rows, dups = merge.sort_dedup(list(pieces))
-    return _part(out, shard, start, attempt, p, rows, dups, sum(len(x) for x in pieces))
+def t_part(raw: StoreConfig, out: StoreConfig, smap: ShardMap, cplan: ChunkPlan,
+           attempt: str, p: int, splitters: merge.SeriesKeys | None) -> PartResult:
+    """Partition ``p`` of a chunk: read and decode every range, keep ``p``'s series, sort, put.
+
+    ``splitters`` None: the one partition, every point.  Holds one decoded
+    range at a time plus the partition's points.
+    """
+    pieces: list[Points] = []
+    reports: list[Report] = []
+    for t in cplan.tasks:
+        with context_meter.meter(STAGE_READ):
+            rr = read_range(store(raw), t)
+        pts = decode_range(rr, cplan.shard, smap, cplan.start, cplan.end)
+        if p == 0:
+            reports.append(t_report(pts))
+        if splitters is not None:
+            pts = merge.select_partition(pts, splitters, p)
+        pieces.append(pts)
+    rows_in = sum(len(x) for x in pieces)
+    rows, dups = merge.sort_dedup(pieces)
+    del pieces
+    return _part(out, cplan.shard, cplan.start, attempt, p, rows, dups, rows_in, reports)
 
 
-def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, nparts: int,
-              *results: Any) -> Published:
-    parts: list[PartResult] = list(results[:nparts])
-    reports: list[Report] = list(results[nparts:])
+def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, *parts: PartResult
+              ) -> Published:
     lows = [r.min_ts for r in parts if r.min_ts is not None]
     highs = [r.max_ts for r in parts if r.max_ts is not None]
-    corrupt = sorted(c for r in reports for c in r.corrupt)
-    invalid = sorted(c for r in reports for c in r.invalid)
+    corrupt = sorted(c for r in parts for rep in r.reports for c in rep.corrupt)
+    invalid = sorted(c for r in parts for rep in r.reports for c in rep.invalid)
     m = publish(store(out), cplan.shard, cplan.start, cplan.length, attempt,
                 [r.file for r in parts], list(cplan.inputs),
                 min_ts=min(lows) if lows else None, max_ts=max(highs) if highs else None,
@@ -251,52 +264,20 @@ def submit_unit(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardM
                          retries=RETRIES, priority=sum(cp.est_points for cp in plans))
 
 
-def submit_loads(client: Client, raw: StoreConfig, smap: ShardMap, plans: list[ChunkPlan],
-                 tag: str) -> list[list[Any]]:
-    """Load tasks for ``plans`` (chunks of one unit, one shard): one per distinct byte range.
-
-    Returns, per plan, the futures of its ranges' points in its window.
-    """
-    shard = plans[0].shard
-    spans = _range_windows(plans)
-    futures: dict[ReadTask, Any] = {}
-    for i, (t, wins) in enumerate(spans.items()):
-        futures[t] = client.submit(t_load, raw, t, shard, smap, wins,
-                                   key=f"load-{i}-{shard}-{tag}", retries=RETRIES)
-    out = []
-    for cp in plans:
-        mine = []
-        for t in cp.tasks:
-            j = spans[t].index((cp.start, cp.end))
-            mine.append(client.submit(operator.getitem, futures[t], j,
-                                      key=f"take-{j}-{shard}-{cp.start}-{t.key}-{t.start}-{tag}"))
-        out.append(mine)
-    return out
-
-
-def submit_chunk(client: Client, out: StoreConfig, cplan: ChunkPlan, attempt: str,
-                 loads: list[Any]) -> Any:
-    """Submit the rest of one chunk's graph on its ``loads`` (see :func:`submit_loads`).
-
-    Returns the future of its :class:`Published`.
-    """
+def submit_chunk(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+                 cplan: ChunkPlan, attempt: str) -> Any:
+    """Submit one chunk's partitioned graph; returns the future of its :class:`Published`."""
     tag = f"{cplan.shard}-{layout.stamp(cplan.start)}-{attempt}"
 
     def sub(fn: Any, *args: Any, name: str) -> Any:
         return client.submit(fn, *args, key=f"{name}-{tag}", retries=RETRIES)
-    reports = [sub(t_report, f, name=f"report-{i}") for i, f in enumerate(loads)]
-    nparts = cplan.partitions
-    if nparts <= 1 or not loads:
-        parts = [sub(t_part, out, cplan.shard, cplan.start, attempt, 0, *loads, name="part-0")]
-        nparts = 1
-    else:
-        samples = [sub(t_sample, f, cplan.sample_stride, name=f"sample-{i}")
-                   for i, f in enumerate(loads)]
+    nparts = max(1, cplan.partitions)
+    spl = None
+    if nparts > 1:
+        samples = [sub(t_sample, raw, t, cplan.shard, smap, cplan.start, cplan.end,
+                       cplan.sample_stride, name=f"sample-{i}")
+                   for i, t in enumerate(cplan.tasks)]
         spl = sub(t_splitters, nparts, *samples, name="splitters")
-        splits = [sub(t_split, f, spl, nparts, name=f"split-{i}") for i, f in enumerate(loads)]
-        pieces = [[sub(operator.getitem, s, p, name=f"piece-{i}-{p}") for p in range(nparts)]
-                  for i, s in enumerate(splits)]
-        parts = [sub(t_part, out, cplan.shard, cplan.start, attempt, p,
-                     *[pieces[i][p] for i in range(len(loads))], name=f"part-{p}")
-                 for p in range(nparts)]
-    return sub(t_publish, out, cplan, attempt, nparts, *parts, *reports, name="publish")
+    parts = [sub(t_part, raw, out, smap, cplan, attempt, p, spl, name=f"part-{p}")
+             for p in range(nparts)]
+    return sub(t_publish, out, cplan, attempt, *parts, name="publish")

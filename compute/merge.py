@@ -4,7 +4,7 @@
   range, quantiles as splitters, so partition ``p`` holds the series in
   ``[splitter[p-1], splitter[p])`` and part files are globally ordered; a
   series never spans two partitions.
-- :func:`split`: one pass (numba) assigning each point its partition.
+- :func:`select_partition`: one pass (numba) keeping the points of one partition.
 - :func:`sort_dedup_windows` / :func:`sort_dedup`: series are ranked (hash
   table + lexsort of the distinct series only), then rows are radix-sorted:
   counting passes on ts, then on ``(window, series rank)``; among equal
@@ -60,44 +60,29 @@ def _less(ao, am, ac, bo, bm, bc):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
-def _partition_ids(org, met, ctx, so, sm, sc):  # type: ignore[no-untyped-def]
+def _in_partition(org, met, ctx, so, sm, sc, p):  # type: ignore[no-untyped-def]
+    """Mask of the rows whose series falls in partition ``p`` (number of splitters ≤ key)."""
     n = org.shape[0]
     k = so.shape[0]
-    pid = np.empty(n, np.int64)
-    counts = np.zeros(k + 1, np.int64)
+    mask = np.empty(n, np.bool_)
     for i in range(n):
         lo = 0
         hi = k
-        while lo < hi:  # number of splitters <= key
+        while lo < hi:
             mid = (lo + hi) >> 1
             if _less(org[i], met[i], ctx[i], so[mid], sm[mid], sc[mid]):
                 hi = mid
             else:
                 lo = mid + 1
-        pid[i] = lo
-        counts[lo] += 1
-    # counting sort → stable permutation grouped by partition
-    start = np.zeros(k + 2, np.int64)
-    for p in range(k + 1):
-        start[p + 1] = start[p] + counts[p]
-    fill = start[:k + 1].copy()
-    perm = np.empty(n, np.int64)
-    for i in range(n):
-        perm[fill[pid[i]]] = i
-        fill[pid[i]] += 1
-    return perm, start
+        mask[i] = lo == p
+    return mask
 
 
-def split(pts: Points, splitters: SeriesKeys, parts: int) -> list[Points]:
-    """``parts`` pieces of ``pts``; piece ``p`` holds the series of partition ``p``."""
+def select_partition(pts: Points, splitters: SeriesKeys, p: int) -> Points:
+    """The rows of ``pts`` whose series belong to partition ``p`` (see :func:`choose_splitters`)."""
     with context_meter.meter(STAGE_SORT):
-        if parts <= 1:
-            return [pts]
         so, sm, sc = splitters
-        perm, start = _partition_ids(pts.org, pts.metric, pts.ctx, so, sm, sc)
-        g = pts.take(perm)
-        out = [g.slice(int(start[p]), int(start[p + 1])) for p in range(len(so) + 1)]
-        return out + [empty_points() for _ in range(parts - len(out))]
+        return pts.take(_in_partition(pts.org, pts.metric, pts.ctx, so, sm, sc, p))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -54,7 +54,7 @@ class ChunkPlan:
 def split_ranges(key: str, size: int, range_bytes: int) -> list[ReadTask]:
     """``[0, size)`` cut into consecutive ranges of at most ``range_bytes``."""
     if range_bytes <= 0:
-        raise BuildError("range_bytes must be positive", fix="pass --range-bytes 128MiB")
+        raise BuildError("range_bytes must be positive", fix="pass --range-bytes 32MiB")
     return [ReadTask(key, a, min(a + range_bytes, size), size)
             for a in range(0, size, range_bytes)]
 

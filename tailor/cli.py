@@ -222,7 +222,7 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 @opt("--scheduler", default=None, help="Existing Dask scheduler (tcp://HOST:PORT).")
 @opt("--workers", default=None, type=click.IntRange(1), help="LocalCluster worker processes.")
 @s3_option
-@opt("--range-bytes", default="128MiB", show_default=True,
+@opt("--range-bytes", default="32MiB", show_default=True,
      help="Split raw objects into byte ranges of this size, one read task each.")
 @opt("--rows-per-partition", default=4_000_000, show_default=True, type=click.IntRange(1),
      help="Points one task sorts at most (bounds a worker's memory); bigger "

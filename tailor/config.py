@@ -112,7 +112,7 @@ class BuildConfig(Frozen):
     windows: list[int]
     window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
     scheduler: str | None = None
-    range_bytes: Annotated[int, Field(ge=4096)] = 128 * 2**20
+    range_bytes: Annotated[int, Field(ge=4096)] = 32 * 2**20
     rows_per_partition: Annotated[int, Field(ge=1)] = 4_000_000
     shards_file: str | None = None
     n_workers: int | None = None

@@ -84,7 +84,7 @@ def test_worker_killed_mid_build_same_output(
         while killed is None and t.is_alive() and time.monotonic() < deadline:
             for w, keys in c.has_what().items():
                 if w in workers and sum(1 for k in keys
-                                          if str(k).startswith(("load-", "take-"))) >= 10:
+                                          if str(k).startswith(("sample-", "part-"))) >= 4:
                     workers[w].kill()
                     killed = w
                     break
