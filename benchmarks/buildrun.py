@@ -43,12 +43,14 @@ def stage_seconds(before: dict[tuple[Any, ...], float],
     return dict(out)
 
 
-def _build(raw: str, out: str, shards: list[str], windows: list[int], address: str) -> int:
+def _build(raw: str, out: str, shards: list[str], windows: list[int], address: str,
+           rows_per_partition: int | None = None) -> int:
     from tailor.compute.build import run
     from tailor.config import BuildConfig, StoreConfig
 
+    extra = {"rows_per_partition": rows_per_partition} if rows_per_partition else {}
     cfg = BuildConfig(raw=StoreConfig(url=raw), out=StoreConfig(url=out), shards=shards,
-                      windows=windows, scheduler=address)
+                      windows=windows, scheduler=address, **extra)
     return int(run(cfg))
 
 
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup-raw", default=None)
     ap.add_argument("--json", required=True, help="write the result here")
+    ap.add_argument("--rows-per-partition", type=int, default=None,
+                    help="tailor build --rows-per-partition (default: the build's)")
     ap.add_argument("--profile", default=None,
                     help="py-spy the timed build's processes into PREFIX-<role>-<pid>.txt")
     a = ap.parse_args(argv)
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.0)  # let the recorders attach
             mem.reset()  # peaks of the timed build only
             t0 = time.perf_counter()
-            rc = _build(a.raw, a.out, shards, windows, cluster.scheduler_address)
+            rc = _build(a.raw, a.out, shards, windows, cluster.scheduler_address,
+                        a.rows_per_partition)
             res["seconds"] = time.perf_counter() - t0
             if spies:
                 from benchmarks.profile import detach

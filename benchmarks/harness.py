@@ -113,7 +113,8 @@ class BuildRun:
 
 
 def tailor_build(raw: str, out: str, windows: list[int], warmup_raw: str | None,
-                 work: Path, *, workers: int = 2, profile: str | None = None) -> BuildRun:
+                 work: Path, *, workers: int = 2, profile: str | None = None,
+                 rows_per_partition: int | None = None) -> BuildRun:
     shutil.rmtree(out, ignore_errors=True)
     res_path = work / f"buildrun-{uuid.uuid4().hex[:8]}.json"
     cmd = [sys.executable, "-m", "benchmarks.buildrun", "--raw", raw, "--out", out,
@@ -123,6 +124,8 @@ def tailor_build(raw: str, out: str, windows: list[int], warmup_raw: str | None,
         cmd += ["--warmup-raw", warmup_raw]
     if profile:
         cmd += ["--profile", profile]
+    if rows_per_partition:
+        cmd += ["--rows-per-partition", str(rows_per_partition)]
     with open(work / "build.log", "ab") as logf:
         proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=3600,
                               cwd=str(Path(__file__).resolve().parent.parent), check=False)
@@ -187,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per system (≥3 for medians)")
     ap.add_argument("--scale10", action="store_true", help="also build 10× the points")
     ap.add_argument("--runs10", type=int, default=3, help="timed builds at 10×")
+    ap.add_argument("--memory-rpp", type=int, default=1_000_000,
+                    help="with --scale10: one more build at 1× and at 10× with this "
+                         "--rows-per-partition, to show the worker memory bound")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/tailor-bench", help="scratch directory (replaced)")
     ap.add_argument("--raw-via", choices=("ingest", "direct"), default="ingest",
@@ -262,7 +268,7 @@ def run_all(a: argparse.Namespace, work: Path, res: Results) -> None:
         save(res)
     if a.scale10:
         del prep
-        scale10(a, work, warm_raw, res)
+        scale10(a, work, warm_raw, res, raw_dirs[0])
 
 
 def ingest_bench(a: argparse.Namespace, prep: Prepared, work: Path, res: Results) -> list[str]:
@@ -466,7 +472,7 @@ def profile_build(prep: Prepared, raw: str, warm_raw: str, work: Path, res: Resu
     shutil.rmtree(out, ignore_errors=True)
 
 
-def scale10(a: argparse.Namespace, work: Path, warm_raw: str, res: Results) -> None:
+def scale10(a: argparse.Namespace, work: Path, warm_raw: str, res: Results, raw1: str) -> None:
     """Tailor alone on 10× the points over the same windows.
 
     One synth stream of 10× the points does not fit this machine's memory
@@ -540,6 +546,16 @@ def scale10(a: argparse.Namespace, work: Path, warm_raw: str, res: Results) -> N
                        "raw": f"written directly by the harness from 10 synth streams "
                               f"(seeds {a.seed}..{a.seed + 9}, {a.points:,} points each; "
                               f"{n_obj} objects; no Kafka at 10×)"}
+        save(res)
+    if a.memory_rpp:
+        label = f"--rows-per-partition {a.memory_rpp:,}"
+        for scale, src, wins in (("1×", raw1, None), ("10×", raw, windows)):
+            out = str(work / "out-mem")
+            br = tailor_build(src, out, wins or windows, warm_raw, work,
+                              rows_per_partition=a.memory_rpp)
+            _mem(res, f"{scale}, {label}", br)
+            log(f"memory build {scale} {label}: {br.seconds:.2f} s, exit {br.exit_code}")
+            shutil.rmtree(out, ignore_errors=True)
         save(res)
     shutil.rmtree(raw, ignore_errors=True)
 
@@ -718,11 +734,13 @@ def render(res: Results) -> str:
             for label, r in sorted(m.items()):
                 L.append(f"| {scale} | {label} | {mib(r.median)} "
                          f"({mib(r.lo)}–{mib(r.hi)}) |")
-        w1, w10 = res.memory.get("1×", {}).get("worker"), res.memory.get("10×", {}).get("worker")
-        if w1 and w10:
-            L.append("")
-            L.append(f"Worker peak 10× / 1×: {fmt_ratio(ratio(w10.median, w1.median))} "
-                     "(target: flat)")
+        L.append("")
+        for suffix in ("", f", --rows-per-partition {res.args.get('memory_rpp') or 0:,}"):
+            w1 = res.memory.get(f"1×{suffix}", {}).get("worker")
+            w10 = res.memory.get(f"10×{suffix}", {}).get("worker")
+            if w1 and w10:
+                L.append(f"- worker peak 10× / 1×{suffix or ' (defaults)'}: "
+                         f"{fmt_ratio(ratio(w10.median, w1.median))} (target: flat)")
     if res.scale10:
         s10 = res.scale10
         b10: Runs = s10["build"]
