@@ -20,6 +20,7 @@ import zstandard
 from distributed.metrics import context_meter
 
 from tailor import framing, payload
+from tailor.batchcheck import RAW_MAGIC, RAW_OK, RAW_RESERVED, RAW_SHORT, RAW_SIZE, raw_status
 from tailor.errors import InvalidPayload
 from tailor.metrics import STAGE_DECODE, STAGE_ZSTD
 from tailor.shards import ShardMap
@@ -29,9 +30,11 @@ from .read import RawRange
 #: Decompressed bytes per zstd batch (bounds the transient buffer).
 BATCH_BYTES = 32 * 2**20
 
-# Kernel status codes → contract reasons.
-_REASON = {1: payload.BAD_SIZE, 2: payload.BAD_MAGIC, 3: payload.BAD_RESERVED,
-           4: payload.BAD_SIZE, 5: payload.KEY_MISMATCH}
+# Kernel status codes (tailor.batchcheck.RAW_*, then 5) → contract reasons.
+_KEY_MISMATCH = 5
+_REASON = {RAW_SHORT: payload.BAD_SIZE, RAW_MAGIC: payload.BAD_MAGIC,
+           RAW_RESERVED: payload.BAD_RESERVED, RAW_SIZE: payload.BAD_SIZE,
+           _KEY_MISMATCH: payload.KEY_MISMATCH}
 
 
 @dataclass(slots=True)
@@ -117,23 +120,14 @@ def decode_payloads(dec, off, length, frame_org, lo, hi, o_org, o_metric, o_ctx,
     n = n_out
     for i in range(off.shape[0]):
         p = off[i]
-        ln = length[i]
-        if ln < 24:
-            status[i] = 1
-            continue
-        if (dec[p] != 84 or dec[p + 1] != 76 or dec[p + 2] != 80 or dec[p + 3] != 49):
-            status[i] = 2
-            continue
-        if _le32(dec, p + 20) != 0:
-            status[i] = 3
+        code = raw_status(dec, p, length[i])
+        if code != RAW_OK:
+            status[i] = code
             continue
         npts = np.int64(_le32(dec, p + 16))
-        if ln != 24 + 28 * npts:
-            status[i] = 4
-            continue
         org = _le32(dec, p + 4)
         if np.int64(org) != frame_org[i]:
-            status[i] = 5
+            status[i] = _KEY_MISMATCH
             continue
         status[i] = 0
         intake = _le64(dec, p + 8)
