@@ -294,6 +294,7 @@ def ingest_bench(a: argparse.Namespace, prep: Prepared, work: Path, res: Results
             return [str(work / "raw-ingest-0")]
         ing = res.ingest.setdefault("tailor ingest", {})
         bare = res.ingest.setdefault("bare aiokafka fetch", {})
+        valid = res.ingest.setdefault("bare fetch + validation", {})
         for i in range(a.runs):
             raw = str(work / f"raw-ingest-{i}")
             r = run_ingest(b.bootstrap, TOPICS, raw, f"bench-{uuid.uuid4().hex[:8]}",
@@ -313,9 +314,14 @@ def ingest_bench(a: argparse.Namespace, prep: Prepared, work: Path, res: Results
             for k, v in (("MB/s", f.mb_per_s), ("payloads/s", f.payloads_per_s),
                          ("seconds", f.seconds)):
                 bare.setdefault(k, Runs()).add(v)
+            fv = kafka.bare_fetch(b.bootstrap, TOPICS, validate=True)
+            for k, v in (("MB/s", fv.mb_per_s), ("payloads/s", fv.payloads_per_s),
+                         ("seconds", fv.seconds)):
+                valid.setdefault(k, Runs()).add(v)
             log(f"ingest round {i + 1}: tailor {r.mb_per_s:.1f} MB/s "
                 f"({r.payloads_per_s:,.0f}/s, {r.consumed:,}/{r.total:,} records), "
-                f"bare {f.mb_per_s:.1f} MB/s ({f.total_records:,} records)")
+                f"bare {f.mb_per_s:.1f} MB/s ({f.total_records:,} records), "
+                f"bare + validation {fv.mb_per_s:.1f} MB/s")
             if r.complete:
                 raw_dirs.append(raw)
             else:
@@ -677,8 +683,11 @@ def render(res: Results) -> str:
     if res.ingest:
         L += ["", "## Ingest", "",
               "Per round: one `tailor ingest --exit-when-idle` process (fresh consumer group, "
-              "fresh raw store: a local directory) and one bare aiokafka fetch loop "
-              "(`getmany`, no processing) over the same topics of one Tansu broker.  "
+              "fresh raw store: a local directory), one bare aiokafka fetch loop "
+              "(`getmany`, no processing) and the same loop also running the contract's "
+              "payload checks on every fetch (`tailor.batchcheck.check` inline: zstd "
+              "decompression of every payload, header/key/org checks; no writes) over the "
+              "same topics of one Tansu broker.  "
               "Throughput from the first consumed records to the last (the records of the "
               "first observation are not counted); MB are 10^6 bytes of zstd payloads "
               "(valid payloads for ingest, every record for the bare loop).  "
@@ -696,6 +705,10 @@ def render(res: Results) -> str:
             L.append(f"Ratio tailor ingest / bare fetch (MB/s medians): "
                      f"{fmt_ratio(ratio(ti['MB/s'].median, bf['MB/s'].median))} "
                      "(target ≥ 0.8×)")
+        bv = res.ingest.get("bare fetch + validation", {})
+        if "MB/s" in ti and "MB/s" in bv:
+            L.append(f"Ratio tailor ingest / bare fetch + validation (MB/s medians): "
+                     f"{fmt_ratio(ratio(ti['MB/s'].median, bv['MB/s'].median))}")
         L += [f"- {n}" for n in res.ingest_notes]
         if res.ingest_profile:
             L += ["", "Ingester profile (py-spy, on-CPU, whole process), self time:", "",

@@ -24,8 +24,11 @@ class FetchResult(Throughput):
     total_records: int
 
 
-async def _bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float) -> FetchResult:
+async def _bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float,
+                      validate: bool) -> FetchResult:
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from tailor.batchcheck import check
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -51,6 +54,9 @@ async def _bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float) -
                                    f"{timeout_s} s")
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             first = t_first is None and any(batches.values())
+            if validate:  # the contract's checks, inline, one thread: no writes, no Kafka commits
+                recs = [m for msgs in batches.values() for m in msgs]
+                check([m.key for m in recs], [m.value for m in recs])
             for tp, msgs in batches.items():
                 total += len(msgs)
                 if not first:
@@ -78,9 +84,15 @@ async def _partitions(consumer: Any, topic: str) -> set[int]:
     raise RuntimeError(f"topic {topic!r} has no partitions")
 
 
-def bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float = 600) -> FetchResult:
-    """Read every record of ``topics`` once with a plain aiokafka consumer."""
-    return asyncio.run(_bare_fetch(bootstrap, topics, timeout_s))
+def bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float = 600, *,
+               validate: bool = False) -> FetchResult:
+    """Read every record of ``topics`` once with a plain aiokafka consumer.
+
+    ``validate``: also run the contract's payload checks on every fetch
+    (:func:`tailor.batchcheck.check`, the kernel ingest uses), inline: the
+    least work any ingester must do per record, without writing anything.
+    """
+    return asyncio.run(_bare_fetch(bootstrap, topics, timeout_s, validate))
 
 
 def produce(bootstrap: str, records: Sequence[Any]) -> int:
