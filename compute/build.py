@@ -23,7 +23,7 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .graph import Published, fusable, submit_chunk, submit_plan_unit, submit_unit
+from .graph import Published, fusable, pack, submit_chunk, submit_plans, submit_units
 from .plan import ChunkPlan
 from .publish import new_attempt
 
@@ -56,6 +56,11 @@ def _why(fut: Any) -> str:
 #: Chunks of one shard planned together and sharing their raw byte-range loads
 #: (consecutive windows).
 UNIT_WINDOWS = 4
+
+
+#: Small fusable units are packed into tasks of about rows_per_partition / PACK_FRACTION
+#: points (a task costs a few ms of scheduling; a tiny unit takes about as long).
+PACK_FRACTION = 8
 
 
 def units_of(chunks: Sequence[tuple[str, int]]) -> list[list[int]]:
@@ -97,23 +102,30 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     attempts = [new_attempt() for _ in chunks]
     units = units_of(chunks)
     results: list[ChunkResult | None] = [None] * len(chunks)
-    plan_futs = [submit_plan_unit(client, cfg.raw, smap, chunks[u[0]][0],
-                                  tuple(chunks[i][1] for i in u), length, cfg.range_bytes,
-                                  cfg.rows_per_partition, f"{chunks[u[0]][0]}-{attempts[u[0]]}")
-                 for u in units]
+    workers = len(client.scheduler_info().get("workers", {})) or 1
+    batches = submit_plans(client, cfg.raw, smap,
+                           [(chunks[u[0]][0], tuple(chunks[i][1] for i in u)) for u in units],
+                           length, cfg.range_bytes, cfg.rows_per_partition, 2 * workers,
+                           attempts[0] if attempts else "")
+    plan_futs = [f for _, f in batches]
     _d.wait(plan_futs)
     got = iter(client.gather(  # type: ignore[no-untyped-call]  # one round trip
         [f for f in plan_futs if f.status == "finished"]))
+    unit_plans: dict[int, list[ChunkPlan | str] | str] = {}
+    for idx, fut in batches:
+        lists = next(got) if fut.status == "finished" else [_why(fut)] * len(idx)
+        unit_plans.update(zip(idx, lists, strict=True))
     planned: dict[int, ChunkPlan] = {}
     fused: list[list[int]] = []
     graphed: list[list[int]] = []
-    for unit, fut in zip(units, plan_futs, strict=True):
-        if fut.status != "finished":
+    for k, unit in enumerate(units):
+        found = unit_plans[k]
+        if isinstance(found, str):
             for i in unit:
-                results[i] = ChunkResult(*chunks[i], False, error=f"planning failed: {_why(fut)}")
+                results[i] = ChunkResult(*chunks[i], False, error=f"planning failed: {found}")
             continue
         ok = []
-        for i, cp in zip(unit, next(got), strict=True):
+        for i, cp in zip(unit, found, strict=True):
             if isinstance(cp, str):
                 results[i] = ChunkResult(*chunks[i], False, error=f"planning failed: {cp}")
             else:
@@ -123,11 +135,13 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
             plans = [planned[i] for i in ok]
             (fused if fusable(plans, cfg.rows_per_partition) else graphed).append(ok)
     running: dict[Any, list[int]] = {}  # future → chunk indices it publishes (in order)
-    for unit in fused:
-        a = attempts[unit[0]]
-        fut = submit_unit(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
-                          [attempts[i] for i in unit], f"{chunks[unit[0]][0]}-{a}")
-        running[fut] = unit
+    sizes = [sum(planned[i].est_points for i in unit) for unit in fused]
+    for b in pack(sizes, max(1, cfg.rows_per_partition // PACK_FRACTION)):
+        group = [fused[j] for j in b]
+        fut = submit_units(client, cfg.raw, cfg.out, smap,
+                           [([planned[i] for i in u], [attempts[i] for i in u]) for u in group],
+                           f"{chunks[group[0][0]][0]}-{attempts[group[0][0]]}")
+        running[fut] = [i for u in group for i in u]
     for i in (i for unit in graphed for i in unit):
         running[submit_chunk(client, cfg.raw, cfg.out, smap, planned[i], attempts[i])] = [i]
     done = 0
@@ -138,7 +152,8 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
             outcome.update((i, _why(fut)) for i in idx)
         else:
             res = fut.result()
-            outcome.update(zip(idx, res if isinstance(res, list) else [res], strict=True))
+            flat = [p for per_unit in res for p in per_unit] if isinstance(res, list) else [res]
+            outcome.update(zip(idx, flat, strict=True))
         fut.release()
         done += len(idx)
         if show_progress:

@@ -159,3 +159,10 @@ def test_fusable_only_small_single_partition_units() -> None:
     assert graph.fusable([one, one], 100) and not graph.fusable([one, one], 15)
     many = plan_chunk("org-mod-7", T0, W, recs, range_bytes=1000, rows_per_partition=3)
     assert many.partitions > 1 and not graph.fusable([many], 10**9)
+
+
+def test_pack_gathers_small_units_biggest_first() -> None:
+    assert graph.pack([5, 100, 1, 2, 3, 40, 60], 50) == [[1], [6], [5, 0, 4, 3], [2]]
+    assert graph.pack([], 10) == []
+    bins = graph.pack(list(range(1, 30)), 20)
+    assert sorted(i for b in bins for i in b) == list(range(29))
