@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup-raw", default=None)
     ap.add_argument("--json", required=True, help="write the result here")
+    ap.add_argument("--dask-malloc", action="store_true",
+                    help="start the workers with Dask's malloc settings, not Tailor's")
     ap.add_argument("--rows-per-partition", type=int, default=None,
                     help="tailor build --rows-per-partition (default: the build's)")
     ap.add_argument("--profile", default=None,
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     with RssSampler({os.getpid(): "scheduler+client"}) as mem:
         t0 = time.perf_counter()
         cluster = local_cluster(a.workers, threads_per_worker=a.threads,
-                                dashboard_address=None)
+                                dashboard_address=None,
+                                **({"malloc": {}} if a.dask_malloc else {}))
         client = Client(cluster)  # type: ignore[no-untyped-call]
         res["cluster_start_s"] = time.perf_counter() - t0
         try:

@@ -175,17 +175,21 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
 #: every column array is a fresh mmap whose pages fault in again in every task:
 #: measured 2-3× the system time of a build (benchmarks/RESULTS.md).  Arrays up
 #: to 16 MiB come from the heap instead; more than 64 MiB free is given back.
+#: The price: the heap fragments, so a worker's peak RSS creeps up by ~15% over
+#: many tasks near the --rows-per-partition bound (benchmarks/RESULTS.md).
 WORKER_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
                         "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
 
 
 def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
-                  dashboard_address: str | None = "127.0.0.1:0") -> Any:
-    """A loopback ``LocalCluster`` of worker processes with :data:`WORKER_MALLOC`.
+                  dashboard_address: str | None = "127.0.0.1:0",
+                  malloc: dict[str, str] = WORKER_MALLOC) -> Any:
+    """A loopback ``LocalCluster`` of worker processes with ``malloc`` settings.
 
-    Blocks until the workers are up; the caller closes it.
+    ``malloc={}`` keeps Dask's own.  Blocks until the workers are up; the
+    caller closes it.
     """
-    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
+    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **malloc}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                                processes=True, host="127.0.0.1",
