@@ -26,6 +26,7 @@ from tailor.records import Manifest
 from .graph import Published, fusable, pack, submit_chunk, submit_plans, submit_units
 from .plan import ChunkPlan
 from .publish import new_attempt
+from .warm import WarmKernels
 
 _d: Any = distributed  # only partly typed
 
@@ -95,9 +96,11 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     one task is one task, decoding each raw byte range once for all its
     windows (biggest units first); every other chunk gets its partitioned
     graph, whose tasks each hold at most about ``rows_per_partition`` points,
-    so a worker's memory does not grow with the shard.
+    so a worker's memory does not grow with the shard.  Every worker loads
+    the numba kernels first (:class:`~tailor.compute.warm.WarmKernels`).
     """
     smap = shards.load(cfg.shards_file)
+    client.register_plugin(WarmKernels())  # numba loads on every worker before any task
     length = cfg.window_seconds
     attempts = [new_attempt() for _ in chunks]
     units = units_of(chunks)

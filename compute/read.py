@@ -9,6 +9,7 @@ size.  Corrupt bytes are reported (object offset), never raised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ def _u32(buf: np.ndarray, p: int) -> int:
     return int.from_bytes(buf[p:p + 4].tobytes(), "little")
 
 
-def scan_owned(fetch: ReadFn, task: ReadTask) -> RawRange:
+def scan_owned(fetch: Callable[[int, int], bytes], task: ReadTask) -> RawRange:
     """Frames starting in ``[task.start, task.end)``, fetching more on ``need_more``.
 
     ``fetch(a, b)`` returns object bytes ``[a, b)``.  Blocks on it; raises
