@@ -50,7 +50,7 @@ def encode(pts: Points) -> tuple[bytes, str]:
             to_table(pts), sink,
             row_group_size=ROW_GROUP_ROWS,
             compression="zstd",
-            compression_level=3,
+            compression_level=1,
             use_dictionary=["org_id", "metric_id", "context_key"],
             column_encoding={"ts": "DELTA_BINARY_PACKED", "value": "BYTE_STREAM_SPLIT"},
             write_statistics=True,
