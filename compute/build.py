@@ -24,6 +24,7 @@ from tailor.config import BuildConfig
 from tailor.records import Manifest
 
 from .graph import Published, fusable, pack, submit_chunk, submit_plans, submit_units
+from .monitor import StageMetrics
 from .plan import ChunkPlan
 from .publish import new_attempt
 from .warm import WarmKernels
@@ -97,10 +98,12 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     windows (biggest units first); every other chunk gets its partitioned
     graph, whose tasks each hold at most about ``rows_per_partition`` points,
     so a worker's memory does not grow with the shard.  Every worker loads
-    the numba kernels first (:class:`~tailor.compute.warm.WarmKernels`).
+    the numba kernels first (:class:`~tailor.compute.warm.WarmKernels`); the
+    scheduler serves the stage timers to Prometheus (:mod:`~tailor.compute.monitor`).
     """
     smap = shards.load(cfg.shards_file)
     client.register_plugin(WarmKernels())  # numba loads on every worker before any task
+    client.register_plugin(StageMetrics())  # stage timers on the scheduler's /metrics
     length = cfg.window_seconds
     attempts = [new_attempt() for _ in chunks]
     units = units_of(chunks)

@@ -1,8 +1,9 @@
 """Metric names, declared once.
 
 Prometheus metrics for the ingester live in :data:`REGISTRY`; build stage
-names are shared by Dask's ``context_meter`` (fine performance metrics page)
-and the build summary.  Import the objects, never re-spell a name.
+names are shared by Dask's ``context_meter`` (fine performance metrics page), the
+scheduler's Prometheus endpoint and the build summary.  Import the objects, never
+re-spell a name.
 """
 
 from __future__ import annotations
@@ -44,3 +45,6 @@ STAGE_SORT: Final = "sort"
 STAGE_ENCODE: Final = "encode"
 STAGE_WRITE: Final = "write"
 STAGES: Final = (STAGE_READ, STAGE_ZSTD, STAGE_DECODE, STAGE_SORT, STAGE_ENCODE, STAGE_WRITE)
+#: The stages above on the scheduler's ``/metrics`` (compute/monitor.py): a counter
+#: family with labels ``stage`` and ``task`` (Dask task prefix).
+BUILD_STAGE_SECONDS: Final = "tailor_build_stage_seconds"

@@ -1,0 +1,56 @@
+"""Build stage timers on the scheduler's Prometheus endpoint."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+from distributed import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from tailor.compute.build import build_chunks
+from tailor.compute.monitor import stage_seconds
+from tailor.config import BuildConfig, StoreConfig
+from tailor.metrics import BUILD_STAGE_SECONDS
+from tailor.storage import Store
+
+from .rawgen import T0, mixed_payloads, write_object
+
+
+def test_stage_seconds_keeps_tailor_stages_only() -> None:
+    cum = {("execute", "t_build_units", "decode", "seconds"): 1.5,
+           ("execute", "t_part", "decode", "seconds"): 0.5,
+           ("execute", "t_part", "sort", "seconds"): 2.0,
+           ("execute", "t_part", "thread-cpu", "seconds"): 9.0,  # Dask's own label
+           ("execute", "t_part", "sort", "count"): 3.0,
+           ("gather-dep", "t_part", "decompress", "seconds"): 4.0,
+           "latency": 0.1}
+    assert stage_seconds(cum) == {("decode", "t_build_units"): 1.5, ("decode", "t_part"): 0.5,
+                                  ("sort", "t_part"): 2.0}
+
+
+def _scrape(url: str) -> dict[tuple[str, str], float]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    return {(s.labels["stage"], s.labels["task"]): s.value
+            for fam in text_string_to_metric_families(text) if fam.name == BUILD_STAGE_SECONDS
+            for s in fam.samples if s.name == BUILD_STAGE_SECONDS + "_total"}
+
+
+def test_build_stages_on_scheduler_metrics_endpoint(client: Client, tmp_path: Path) -> None:
+    raw = StoreConfig(url=str(tmp_path / "raw"))
+    write_object(Store(raw), "org-mod-7", mixed_payloads(5))
+    cfg = BuildConfig(raw=raw, out=StoreConfig(url=str(tmp_path / "out")), shards=["org-mod-7"],
+                      windows=[T0])
+    assert all(r.ok for r in build_chunks(client, cfg, [("org-mod-7", T0)]))
+    url = client.dashboard_link.rsplit("/", 1)[0] + "/metrics"
+    got: dict[tuple[str, str], float] = {}
+    for _ in range(100):  # worker metrics reach the scheduler with heartbeats
+        got = _scrape(url)
+        if sum(v for (s, _t), v in got.items() if s == "decode") > 0:
+            break
+        time.sleep(0.1)
+    assert sum(v for (s, _t), v in got.items() if s == "decode") > 0, got
+    assert any(t.startswith("unit-") for _s, t in got), got  # labelled by task prefix
+    assert {s for s, _t in got} <= {"read", "zstd", "decode", "sort", "encode", "write"}
