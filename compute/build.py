@@ -103,7 +103,12 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     """
     smap = shards.load(cfg.shards_file)
     client.register_plugin(WarmKernels())  # numba loads on every worker before any task
-    client.register_plugin(StageMetrics())  # stage timers on the scheduler's /metrics
+    try:  # stage timers on the scheduler's /metrics
+        client.register_plugin(StageMetrics())
+    except Exception as exc:  # e.g. a scheduler without tailor installed: build anyway
+        print(f"tailor build: stage timers are not on the scheduler's /metrics "
+              f"({type(exc).__name__}: {exc}); install tailor where the scheduler runs",
+              file=sys.stderr)
     length = cfg.window_seconds
     attempts = [new_attempt() for _ in chunks]
     units = units_of(chunks)
