@@ -186,8 +186,8 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
 #: every column array is a fresh mmap whose pages fault in again in every task:
 #: measured 2-3× the system time of a build (benchmarks/RESULTS.md).  Arrays up
 #: to 16 MiB come from the heap instead; more than 64 MiB free is given back.
-#: The price: the heap fragments, so a worker's peak RSS creeps up by ~15% over
-#: many tasks near the --rows-per-partition bound (benchmarks/RESULTS.md).
+#: The heap fragments over many tasks; each heavy task ends with
+#: ``graph.release_heap()`` (malloc_trim), which gives the free holes back.
 WORKER_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
                         "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
 
