@@ -23,7 +23,7 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .graph import Published, fusable, pack, submit_chunk, submit_plans, submit_units
+from .graph import Published, fusable, pack, submit_plans, submit_unit_graph, submit_units
 from .monitor import StageMetrics
 from .plan import ChunkPlan
 from .publish import new_attempt
@@ -153,8 +153,10 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
                            [([planned[i] for i in u], [attempts[i] for i in u]) for u in group],
                            f"{chunks[group[0][0]][0]}-{attempts[group[0][0]]}")
         running[fut] = [i for u in group for i in u]
-    for i in (i for unit in graphed for i in unit):
-        running[submit_chunk(client, cfg.raw, cfg.out, smap, planned[i], attempts[i])] = [i]
+    for unit in graphed:
+        fut = submit_unit_graph(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
+                                [attempts[i] for i in unit], cfg.rows_per_partition)
+        running[fut] = unit
     done = 0
     outcome: dict[int, Published | str] = {}
     for fut in _d.as_completed(list(running)):

@@ -7,18 +7,19 @@ lists the ingest index for them (one task).  Then:
   chunk, all its points within ``rows_per_partition``) runs as one
   ``build_unit`` task: read, decode, sort, encode and publish every chunk of
   the unit in a row, paying the scheduler once instead of per stage;
-- otherwise each chunk gets its own graph, range-partitioned by series::
+- otherwise the unit gets a graph range-partitioned by series, every
+  partition spanning all the unit's windows::
 
     sample[i] (read range i, decode a stride of its frames) ─┐
                                                splitters ◄───┘
-    part[p] (read + decode every range, keep partition p's series,
-             sort, encode, put) ──────────────────────────────► publish
+    part[p] (read every range, decode the frames of p's orgs, keep
+             p's series, one sort split by window, encode, put) ─► publish
 
   Every part task streams the raw byte ranges itself and keeps only its own
   series, so a worker holds one decoded range plus at most about
   ``rows_per_partition`` points, however big the shard: raw objects are the
-  durable state, and reading them again costs CPU, never memory.  With one
-  partition there is no sampling.
+  durable state, and reading them again costs CPU, never memory.  Frames of
+  orgs outside a partition are skipped undecoded.
 
 Every task is pure given its inputs (a part file is written under the
 build's attempt id with deterministic bytes), so the scheduler may rerun any
@@ -39,7 +40,7 @@ from typing import Any
 from distributed import Client
 from distributed.metrics import context_meter
 
-from tailor import layout
+from tailor import framing, layout
 from tailor.config import StoreConfig
 from tailor.errors import TailorError
 from tailor.metrics import STAGE_READ
@@ -49,7 +50,7 @@ from tailor.storage import Store
 
 from . import merge
 from .decode import Points, decode_range
-from .plan import ChunkPlan, ReadTask, plan
+from .plan import SAMPLES_PER_PARTITION, ChunkPlan, ReadTask, plan
 from .publish import publish, write_part
 from .read import read_range
 
@@ -83,7 +84,7 @@ class PartResult:
     rows_in: int
     min_ts: int | None
     max_ts: int | None
-    reports: list[Report]  # what the decoder found (part 0 only: every part sees every frame)
+    reports: list[Report]  # what the decoder found in the frames this part decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,29 +247,44 @@ def _part(out: StoreConfig, shard: str, start: int, attempt: str, p: int, rows: 
     return PartResult(f, dups, rows_in, lo, hi, reports)
 
 
-def t_part(raw: StoreConfig, out: StoreConfig, smap: ShardMap, cplan: ChunkPlan,
-           attempt: str, p: int, splitters: merge.SeriesKeys | None) -> PartResult:
-    """Partition ``p`` of a chunk: read and decode every range, keep ``p``'s series, sort, put.
+def t_part(raw: StoreConfig, out: StoreConfig, smap: ShardMap, plans: list[ChunkPlan],
+           attempts: list[str], p: int, splitters: merge.SeriesKeys | None
+           ) -> list[PartResult]:
+    """Partition ``p`` of a unit: read every range once, keep ``p``'s series, sort, put.
 
-    ``splitters`` None: the one partition, every point.  Holds one decoded
-    range at a time plus the partition's points.
+    One sort splits the partition's points by window; part file ``p`` of each
+    chunk is written (none for a chunk with no rows in ``p``).  Only frames whose
+    org can hold ``p``'s series (:func:`merge.org_span`) are decompressed, so on
+    a shard of many orgs each payload is decoded by about one partition, not
+    all.  ``splitters`` None: the one partition, every point.  Holds one
+    decoded range at a time plus the partition's points.  Returns one
+    :class:`PartResult` per chunk, in ``plans`` order.
     """
+    shard = plans[0].shard
+    wins = _range_windows(plans)
+    lo, hi = min(cp.start for cp in plans), max(cp.end for cp in plans)
     pieces: list[Points] = []
-    reports: list[Report] = []
-    for t in cplan.tasks:
+    reports: dict[ReadTask, Report] = {}
+    span = merge.org_span(splitters, p) if splitters is not None else None
+    for t in wins:
         with context_meter.meter(STAGE_READ):
             rr = read_range(store(raw), t)
-        pts = decode_range(rr, cplan.shard, smap, cplan.start, cplan.end)
-        if p == 0:
-            reports.append(t_report(pts))
+        if span is not None:  # skip (never decompress) frames of orgs outside the partition
+            org = rr.ints[:, framing.F_ORG]
+            keep = (org >= span[0]) & (org <= span[1])
+            rr = dataclasses.replace(rr, ints=rr.ints[keep], u64s=rr.u64s[keep])
+        pts = decode_range(rr, shard, smap, lo, hi)
+        reports[t] = t_report(pts)
         if splitters is not None:
             pts = merge.select_partition(pts, splitters, p)
         pieces.append(pts)
-    rows_in = sum(len(x) for x in pieces)
-    rows, dups = merge.sort_dedup(pieces)
+    edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
+    rows = dict(zip(edges, merge.sort_dedup_windows(pieces, edges), strict=True))
     del pieces
     try:
-        return _part(out, cplan.shard, cplan.start, attempt, p, rows, dups, rows_in, reports)
+        return [_part(out, shard, cp.start, attempt, p, *rows.pop(cp.start),
+                      [reports[t] for t in cp.tasks])
+                for cp, attempt in zip(plans, attempts, strict=True)]
     finally:
         del rows
         release_heap()
@@ -278,14 +294,31 @@ def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, *parts: PartResu
               ) -> Published:
     lows = [r.min_ts for r in parts if r.min_ts is not None]
     highs = [r.max_ts for r in parts if r.max_ts is not None]
-    corrupt = sorted(c for r in parts for rep in r.reports for c in rep.corrupt)
-    invalid = sorted(c for r in parts for rep in r.reports for c in rep.invalid)
+    # Parts whose org spans meet decode the same frames: each report once.
+    corrupt = sorted({c for r in parts for rep in r.reports for c in rep.corrupt})
+    invalid = sorted({c for r in parts for rep in r.reports for c in rep.invalid})
     m = publish(store(out), cplan.shard, cplan.start, cplan.length, attempt,
                 [r.file for r in parts], list(cplan.inputs),
                 min_ts=min(lows) if lows else None, max_ts=max(highs) if highs else None,
                 corrupt=len(corrupt), invalid=len(invalid),
                 duplicates=sum(r.duplicates for r in parts))
     return Published(m, corrupt, invalid, sum(r.rows_in for r in parts))
+
+
+def t_publish_unit(out: StoreConfig, plans: list[ChunkPlan], attempts: list[str],
+                   *parts: list[PartResult]) -> list[list[Published | str]]:
+    """Publish every chunk of a partitioned unit from its parts' results.
+
+    A chunk whose publish fails yields its error text; its siblings still
+    publish.  Nested like :func:`t_build_units`' result (one unit).
+    """
+    results: list[Published | str] = []
+    for w, (cp, attempt) in enumerate(zip(plans, attempts, strict=True)):
+        try:
+            results.append(t_publish(out, cp, attempt, *[per_part[w] for per_part in parts]))
+        except (TailorError, OSError) as exc:
+            results.append(f"{type(exc).__name__}: {exc}")
+    return [results]
 
 
 # -- graph -----------------------------------------------------------------------
@@ -350,20 +383,29 @@ def pack(sizes: list[int], target: int) -> list[list[int]]:
     return bins + ([cur] if cur else [])
 
 
-def submit_chunk(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
-                 cplan: ChunkPlan, attempt: str) -> Any:
-    """Submit one chunk's partitioned graph; returns the future of its :class:`Published`."""
-    tag = f"{cplan.shard}-{layout.stamp(cplan.start)}-{attempt}"
+def submit_unit_graph(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+                      plans: list[ChunkPlan], attempts: list[str], rows_per_partition: int
+                      ) -> Any:
+    """Submit a unit's partitioned graph; returns a future like :func:`submit_units`'.
+
+    ``ceil(points / rows_per_partition)`` partitions over the unit's windows
+    together, so each byte range is decoded once per partition, not once per
+    window and partition.
+    """
+    shard = plans[0].shard
+    tag = f"{shard}-{layout.stamp(plans[0].start)}-{attempts[0]}"
 
     def sub(fn: Any, *args: Any, name: str) -> Any:
         return client.submit(fn, *args, key=f"{name}-{tag}", retries=RETRIES)
-    nparts = max(1, cplan.partitions)
+    est = sum(cp.est_points for cp in plans)
+    nparts = max(1, -(-est // max(1, rows_per_partition)))
     spl = None
     if nparts > 1:
-        samples = [sub(t_sample, raw, t, cplan.shard, smap, cplan.start, cplan.end,
-                       cplan.sample_stride, name=f"sample-{i}")
-                   for i, t in enumerate(cplan.tasks)]
+        lo, hi = min(cp.start for cp in plans), max(cp.end for cp in plans)
+        stride = max(1, est // (nparts * SAMPLES_PER_PARTITION))
+        samples = [sub(t_sample, raw, t, shard, smap, lo, hi, stride, name=f"sample-{i}")
+                   for i, t in enumerate(_range_windows(plans))]
         spl = sub(t_splitters, nparts, *samples, name="splitters")
-    parts = [sub(t_part, raw, out, smap, cplan, attempt, p, spl, name=f"part-{p}")
+    parts = [sub(t_part, raw, out, smap, plans, attempts, p, spl, name=f"part-{p}")
              for p in range(nparts)]
-    return sub(t_publish, out, cplan, attempt, *parts, name="publish")
+    return sub(t_publish_unit, out, plans, attempts, *parts, name="publish")

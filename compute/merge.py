@@ -78,6 +78,22 @@ def _in_partition(org, met, ctx, so, sm, sc, p):  # type: ignore[no-untyped-def]
     return mask
 
 
+def org_span(splitters: SeriesKeys, p: int) -> tuple[int, int]:
+    """Orgs ``[lo, hi]`` (inclusive) whose series can fall in partition ``p`` (pure).
+
+    Partition ``p`` holds the keys in ``[splitter p-1, splitter p)``; org is the
+    leading key, so a payload (one org) outside the span has no row there.
+    ``(1, 0)`` (empty) for a partition past the last splitter's.
+    """
+    so = splitters[0]
+    k = len(so)
+    if p > k:
+        return 1, 0
+    lo = int(so[p - 1]) if p > 0 else 0
+    hi = int(so[p]) if p < k else 2**32 - 1
+    return lo, hi
+
+
 def select_partition(pts: Points, splitters: SeriesKeys, p: int) -> Points:
     """The rows of ``pts`` whose series belong to partition ``p`` (see :func:`choose_splitters`)."""
     with context_meter.meter(STAGE_SORT):

@@ -116,16 +116,19 @@ def test_local_dir_small_ranges_equal_huge(client: Client, tmp_path: Path) -> No
     assert n == (len(outs[4096]),)
 
 
-def test_corrupt_frame_counted_neighbours_kept(client: Client, tmp_path: Path) -> None:
+@pytest.mark.parametrize("rpp", [4_000_000, 150])  # one task; several partitions
+def test_corrupt_frame_counted_neighbours_kept(client: Client, tmp_path: Path, rpp: int) -> None:
     raw_cfg, out_cfg = StoreConfig(url=str(tmp_path / "raw")), StoreConfig(url=str(tmp_path / "o"))
     raw = Store(raw_cfg)
     gens = mixed_payloads(seed=5, n_payloads=20)
     key, _ = write_object(raw, SHARD, gens, corrupt=[3, 11], junk=[b"", b"", b"", b"", b"xx"])
-    res = build_chunks(client, cfg_for(raw_cfg, out_cfg, [T0], range_bytes=4096), [(SHARD, T0)])
+    res = build_chunks(client, cfg_for(raw_cfg, out_cfg, [T0], range_bytes=4096,
+                                       rows_per_partition=rpp), [(SHARD, T0)])
     r = res[0]
     assert r.ok, r.error
-    assert r.manifest is not None and r.manifest.corrupt_frames >= 2
-    assert {k for k, _ in r.corrupt} == {key}
+    assert r.manifest is not None and r.manifest.corrupt_frames == len(r.corrupt) >= 2
+    assert len(r.manifest.files) > 1 or rpp > 150
+    assert {k for k, _ in r.corrupt} == {key} and len(set(r.corrupt)) == len(r.corrupt)
     good = [g for i, g in enumerate(gens) if i not in (3, 11)]
     _, t = chunk_table(Store(out_cfg), SHARD, T0)
     assert rows_of(t) == expected(good, SHARD, SMAP, T0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import zstandard
@@ -131,6 +133,26 @@ def test_partitions_keep_series_whole_and_ordered() -> None:
             assert not keys[a] & keys[b]
             if keys[a] and keys[b]:
                 assert max(keys[a]) < min(keys[b])
+
+
+def test_org_span_holds_every_org_of_its_partition() -> None:
+    rng = np.random.default_rng(4)
+    n = 4000
+    p = Points(rng.integers(0, 12, n).astype(np.uint32),
+               rng.integers(0, 2**64, n, dtype=np.uint64) % np.uint64(5),
+               np.zeros(n, np.uint64), np.zeros(n, np.uint32), rng.standard_normal(n),
+               np.zeros(n, np.uint64), np.zeros(n, np.uint32))
+    for parts in (2, 5, 9, 40):
+        spl = merge.choose_splitters([merge.sample(p, 3)], parts)
+        for i in range(parts + 1):
+            lo, hi = merge.org_span(spl, i)
+            rows = merge.select_partition(p, spl, i)
+            assert all(lo <= o <= hi for o in rows.org.tolist())
+        spans = [merge.org_span(spl, i) for i in range(len(spl[0]) + 1)]
+        assert spans[0][0] == 0 and spans[-1][1] == 2**32 - 1  # every org in some span
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert merge.org_span((np.array([3], np.uint32), np.zeros(1, np.uint64),
+                           np.zeros(1, np.uint64)), 2) == (1, 0)
 
 
 def test_sort_dedup_windows_equals_one_sort_per_window() -> None:
