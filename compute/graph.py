@@ -50,7 +50,7 @@ from tailor.storage import Store
 
 from . import merge
 from .decode import Points, decode_range
-from .plan import SAMPLES_PER_PARTITION, ChunkPlan, ReadTask, plan
+from .plan import ChunkPlan, ReadTask, partitioning, plan
 from .publish import publish, write_part
 from .read import read_range
 
@@ -397,12 +397,10 @@ def submit_unit_graph(client: Client, raw: StoreConfig, out: StoreConfig, smap: 
 
     def sub(fn: Any, *args: Any, name: str) -> Any:
         return client.submit(fn, *args, key=f"{name}-{tag}", retries=RETRIES)
-    est = sum(cp.est_points for cp in plans)
-    nparts = max(1, -(-est // max(1, rows_per_partition)))
+    nparts, stride = partitioning(sum(cp.est_points for cp in plans), rows_per_partition)
     spl = None
     if nparts > 1:
         lo, hi = min(cp.start for cp in plans), max(cp.end for cp in plans)
-        stride = max(1, est // (nparts * SAMPLES_PER_PARTITION))
         samples = [sub(t_sample, raw, t, shard, smap, lo, hi, stride, name=f"sample-{i}")
                    for i, t in enumerate(_range_windows(plans))]
         spl = sub(t_splitters, nparts, *samples, name="splitters")

@@ -51,6 +51,16 @@ class ChunkPlan:
         return self.start + self.length
 
 
+def partitioning(est_points: int, rows_per_partition: int) -> tuple[int, int]:
+    """``(merge partitions, sample stride)`` for about ``est_points`` points (pure).
+
+    The stride makes about :data:`SAMPLES_PER_PARTITION` splitter samples per
+    partition; 0 (no sampling) with one partition.
+    """
+    parts = max(1, math.ceil(est_points / max(1, rows_per_partition)))
+    return parts, (max(1, est_points // (parts * SAMPLES_PER_PARTITION)) if parts > 1 else 0)
+
+
 def split_ranges(key: str, size: int, range_bytes: int) -> list[ReadTask]:
     """``[0, size)`` cut into consecutive ranges of at most ``range_bytes``."""
     if range_bytes <= 0:
@@ -92,8 +102,7 @@ def plan_chunk(
         rec = by_key[k]
         tasks += split_ranges(k, rec.bytes, range_bytes)
         est += rec.points_in(hour0, start + length - hour0)
-    parts = max(1, math.ceil(est / rows_per_partition))
-    stride = max(1, est // (parts * SAMPLES_PER_PARTITION)) if parts > 1 else 0
+    parts, stride = partitioning(est, rows_per_partition)
     inputs = tuple(InputObject(key=k, bytes=by_key[k].bytes, batch_id=by_key[k].batch_id,
                                written_ns=by_key[k].written_ns) for k in keys)
     return ChunkPlan(shard, start, length, tuple(tasks), inputs, est, parts, stride)
