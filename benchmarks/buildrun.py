@@ -23,23 +23,17 @@ from typing import Any
 from benchmarks.memory import RssSampler
 
 
-def _metrics(client: Any) -> dict[tuple[Any, ...], float]:
-    def get(dask_scheduler: Any) -> list[tuple[list[Any], float]]:
-        return [(list(k) if isinstance(k, tuple) else [k], float(v))
-                for k, v in dask_scheduler.cumulative_worker_metrics.items()]
-
-    return {tuple(k): v for k, v in client.run_on_scheduler(get)}
-
-
 def stage_seconds(before: dict[tuple[Any, ...], float],
                   after: dict[tuple[Any, ...], float]) -> dict[str, float]:
-    """Seconds per activity label (``execute`` keys, summed over task prefixes)."""
+    """Seconds per activity label between two snapshots (summed over task prefixes)."""
+    from tailor.compute.monitor import stage_seconds as per_prefix
+
+    b = per_prefix(before, None)
     out: dict[str, float] = defaultdict(float)
-    for k, v in after.items():
-        if len(k) == 4 and k[0] == "execute" and k[3] == "seconds":
-            d = v - before.get(k, 0.0)
-            if d:
-                out[str(k[2])] += d
+    for (label, task), v in per_prefix(after, None).items():
+        d = v - b.get((label, task), 0.0)
+        if d:
+            out[label] += d
     return dict(out)
 
 
@@ -74,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from distributed import Client
 
     from tailor.compute.build import local_cluster
+    from tailor.compute.monitor import cumulative_metrics
     from tailor.shards import ShardMap
 
     shards = ShardMap().all_shards()
@@ -93,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 _build(a.warmup_raw, wout, shards, windows, cluster.scheduler_address)
                 res["warmup_s"] = time.perf_counter() - t0
                 shutil.rmtree(wout, ignore_errors=True)
-            before = _metrics(client)
+            before = cumulative_metrics(client)
             spies = []
             if a.profile:
                 from benchmarks.profile import attach
@@ -118,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     detach(sp)
             res["exit_code"] = rc
             mem.sample()
-            res["stages"] = stage_seconds(before, _metrics(client))
+            res["stages"] = stage_seconds(before, cumulative_metrics(client))
         finally:
             client.close()  # type: ignore[no-untyped-call]
             cluster.close()

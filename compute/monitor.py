@@ -11,7 +11,7 @@ its dashboard serves at ``/metrics``, so the same numbers are scraped as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, ClassVar
 
 import prometheus_client
@@ -21,15 +21,30 @@ from prometheus_client.core import CounterMetricFamily
 from tailor.metrics import BUILD_STAGE_SECONDS, STAGES
 
 
-def stage_seconds(cumulative: dict[Any, float]) -> dict[tuple[str, str], float]:
-    """``(stage, task prefix)`` → seconds, from ``cumulative_worker_metrics`` (pure)."""
+def stage_seconds(cumulative: Mapping[Any, float], labels: Collection[str] | None = STAGES
+                  ) -> dict[tuple[str, str], float]:
+    """``(label, task prefix)`` → seconds of the ``execute`` activities (pure).
+
+    ``cumulative`` is a scheduler's ``cumulative_worker_metrics`` (or
+    :func:`cumulative_metrics`); ``labels`` None keeps Dask's own labels
+    (``thread-cpu``, ``executor``, …) beside Tailor's stages.
+    """
     out: dict[tuple[str, str], float] = {}
     for key, v in cumulative.items():
         if (isinstance(key, tuple) and len(key) == 4 and key[0] == "execute"
-                and key[3] == "seconds" and key[2] in STAGES):
+                and key[3] == "seconds" and (labels is None or key[2] in labels)):
             k = (str(key[2]), str(key[1]))
             out[k] = out.get(k, 0.0) + float(v)
     return out
+
+
+def cumulative_metrics(client: Any) -> dict[tuple[Any, ...], float]:
+    """The scheduler's ``cumulative_worker_metrics``, fetched by ``client`` (blocks on it)."""
+    def get(dask_scheduler: Any) -> list[tuple[list[Any], float]]:
+        return [(list(k) if isinstance(k, tuple) else [k], float(v))
+                for k, v in dask_scheduler.cumulative_worker_metrics.items()]
+
+    return {tuple(k): v for k, v in client.run_on_scheduler(get)}
 
 
 class StageCollector:

@@ -113,20 +113,16 @@ def _count_quarantined(raw: Store) -> int:
 
 def _stage_seconds(client: Any) -> dict[str, float]:
     """Seconds per build stage (Dask fine performance metrics), best effort."""
+    from tailor.compute.monitor import cumulative_metrics, stage_seconds
     from tailor.metrics import STAGES
-
-    def grab(dask_scheduler: Any) -> list[tuple[Any, float]]:
-        return [(k, float(v)) for k, v in dask_scheduler.cumulative_worker_metrics.items()]
 
     out = dict.fromkeys(STAGES, 0.0)
     try:
-        items = client.run_on_scheduler(grab)
+        got = stage_seconds(cumulative_metrics(client))
     except Exception:  # metrics are a nicety: never fail the demo for them
         return {}
-    for key, v in items:
-        if isinstance(key, tuple) and len(key) >= 4 and key[0] == "execute" \
-                and key[-2] in out and key[-1] == "seconds":
-            out[key[-2]] += v
+    for (stage, _task), v in got.items():
+        out[stage] += v
     return out if any(out.values()) else {}
 
 
