@@ -151,7 +151,7 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         group = [fused[j] for j in b]
         fut = submit_units(client, cfg.raw, cfg.out, smap,
                            [([planned[i] for i in u], [attempts[i] for i in u]) for u in group],
-                           f"{chunks[group[0][0]][0]}-{attempts[group[0][0]]}")
+                           f"{attempts[group[0][0]]}-{chunks[group[0][0]][0]}")
         running[fut] = [i for u in group for i in u]
     for unit in graphed:
         fut = submit_unit_graph(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],

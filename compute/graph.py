@@ -393,7 +393,8 @@ def submit_unit_graph(client: Client, raw: StoreConfig, out: StoreConfig, smap: 
     window and partition.
     """
     shard = plans[0].shard
-    tag = f"{shard}-{layout.stamp(plans[0].start)}-{attempts[0]}"
+    # Attempt first: Dask's task prefix (dashboard, Prometheus `task`) is then the stage name.
+    tag = f"{attempts[0]}-{shard}-{layout.stamp(plans[0].start)}"
 
     def sub(fn: Any, *args: Any, name: str) -> Any:
         return client.submit(fn, *args, key=f"{name}-{tag}", retries=RETRIES)
