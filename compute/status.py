@@ -25,6 +25,8 @@ from tailor.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, load
 from tailor.storage import Store
 
+from .publish import published_chunks
+
 _THREADS = 16
 
 
@@ -110,16 +112,12 @@ def load_watermarks(raw: Store) -> list[Watermark]:
 
 
 def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], Manifest]:
-    keys: list[str] = []
+    """Every chunk's manifest, found as readers find them (``publish.published_chunks``)."""
+    chunk_of: dict[str, tuple[str, int]] = {}
     for s in shards:
-        keys += [k for k in out.list(f"{s}/") if k.endswith("/_manifest.json")
-                 and k.count("/") == 2]
-    found: dict[tuple[str, int], Manifest] = {}
-    for k, d in _read_many(out, keys):
-        m: Manifest = _parse(Manifest, k, d, out)
-        shard, window, _ = k.split("/")
-        found[(shard, parse_stamp(window))] = m
-    return found
+        chunk_of.update((k, c) for c, k in published_chunks(out, s).items())
+    return {chunk_of[k]: _parse(Manifest, k, d, out)
+            for k, d in _read_many(out, list(chunk_of))}
 
 
 def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,

@@ -225,3 +225,11 @@ def test_one_failing_chunk_does_not_stop_the_others(
                for ln in failed), res.output
     built = [ln for ln in res.output.splitlines() if ln.startswith("built")]
     assert len(built) >= 1
+
+
+def test_status_skips_folders_that_are_not_chunks(tmp_path: Path) -> None:
+    from tailor.compute.status import load_manifests
+
+    out = Store(StoreConfig(url=str(tmp_path / "out")))
+    out.put("org-mod-0/notes/_manifest.json", b"{}")  # not a window stamp: readers skip it
+    assert load_manifests(out, ["org-mod-0"]) == {}
