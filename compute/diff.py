@@ -19,16 +19,14 @@ import click
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import ValidationError
 
 from tailor.config import DiffConfig
 from tailor.errors import ConfigError, StorageError
 from tailor.layout import chunk_dir, manifest_key, stamp
-from tailor.records import Manifest
 from tailor.storage import Store
 
 from .encode import COLUMNS
-from .publish import published_chunks
+from .publish import published_chunks, read_manifest
 
 _KEY_DTYPES = (np.uint32, np.uint64, np.uint64, np.uint32)
 
@@ -186,13 +184,9 @@ def list_chunks(store: Store, shard: str | None = None) -> dict[tuple[str, int],
 
 def read_chunk(store: Store, shard: str, start: int) -> Points:
     """Every point of a chunk, reading the files its manifest lists, in order."""
-    mkey = manifest_key(shard, start)
-    try:
-        m = Manifest.model_validate(json.loads(store.get(mkey)))
-    except (ValueError, ValidationError) as exc:
-        raise StorageError("unreadable chunk manifest", key=mkey, store=store.url,
-                           reason=str(exc).splitlines()[0],
-                           fix="rebuild the chunk with `tailor build`") from None
+    m = read_manifest(store, shard, start)
+    if m is None:
+        raise FileNotFoundError(manifest_key(shard, start))
     tables = []
     for f in m.files:
         key = f"{chunk_dir(shard, start)}/{f.path}"

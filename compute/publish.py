@@ -15,7 +15,7 @@ import uuid
 from distributed.metrics import context_meter
 
 from tailor import __version__, layout
-from tailor.errors import ConfigError
+from tailor.errors import ConfigError, StorageError
 from tailor.metrics import STAGE_WRITE
 from tailor.records import InputObject, Manifest, PartFile
 from tailor.storage import Store
@@ -51,12 +51,23 @@ def write_part(out: Store, shard: str, start: int, attempt: str, i: int,
 
 
 def read_manifest(out: Store, shard: str, start: int) -> Manifest | None:
-    """The chunk's current manifest, or None if the chunk does not exist."""
+    """The chunk's current manifest, or None if the chunk does not exist.
+
+    Raises :class:`~tailor.errors.StorageError` (with the key) for a manifest
+    that does not parse, and what the store raises.
+    """
+    key = layout.manifest_key(shard, start)
     try:
-        data = out.get(layout.manifest_key(shard, start))
+        data = out.get(key)
     except FileNotFoundError:
         return None
-    return Manifest.model_validate_json(data)
+    try:
+        return Manifest.model_validate_json(data)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise StorageError("unreadable chunk manifest", key=key, store=out.url,
+                           reason=str(exc).splitlines()[0],
+                           fix="rebuild the chunk with `tailor build`, or move the object "
+                               "aside if another tool wrote it") from None
 
 
 def published_chunks(out: Store, shard: str | None = None) -> dict[tuple[str, int], str]:

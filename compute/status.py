@@ -20,12 +20,12 @@ from pydantic import ValidationError
 from tailor.compute.ready import ChunkRow, chunk_rows, ingest_watermark, moves, records_to_read
 from tailor.config import StatusConfig
 from tailor.errors import ConfigError, StorageError
-from tailor.layout import WINDOW_SECONDS, hours, index_dir, index_key, manifest_key, parse_stamp
+from tailor.layout import WINDOW_SECONDS, hours, index_dir, index_key, parse_stamp
 from tailor.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, load
 from tailor.storage import Store
 
-from .publish import published_chunks
+from .publish import published_chunks, read_manifest
 
 _THREADS = 16
 
@@ -147,12 +147,7 @@ def load_chunk(raw: Store, out: Store, smap: ShardMap, shard: str, start: int,
     raw.invalidate()
     out.invalidate()
     recs = load_records(raw, raw_shards_for(smap, [shard]), hours(start, length))
-    try:
-        m: Manifest | None = _parse(Manifest, manifest_key(shard, start),
-                                    out.get(manifest_key(shard, start)), out)
-    except FileNotFoundError:
-        m = None
-    return recs, m
+    return recs, read_manifest(out, shard, start)
 
 
 # -- rendering ---------------------------------------------------------------------------

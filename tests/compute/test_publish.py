@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 from distributed import Client
 
@@ -16,6 +17,7 @@ from tailor.cli import main
 from tailor.compute import build, reader
 from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
+from tailor.errors import StorageError
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
@@ -170,3 +172,13 @@ def test_read_series_of_a_metric_over_windows_is_in_key_order(tmp_path: Path) ->
                            window_seconds=W)
     keys = [r[:4] for r in rows_of(t)]
     assert keys == sorted(keys) and len(keys) == 4
+
+
+def test_unreadable_manifest_names_its_key(tmp_path: Path) -> None:
+    out = Store(StoreConfig(url=str(tmp_path / "out")))
+    key = layout.manifest_key(SHARD, T0)
+    out.put(key, b'{"shard": "org-mod-7"')  # cut short
+    with pytest.raises(StorageError) as ei:
+        read_manifest(out, SHARD, T0)
+    assert key in str(ei.value) and "tailor build" in str(ei.value)
+    assert read_manifest(out, SHARD, T0 + W) is None
