@@ -152,6 +152,43 @@ def _range_windows(plans: list[ChunkPlan]) -> dict[ReadTask, tuple[tuple[int, in
 UNIT_READERS = 8
 
 
+def _unit_rows(raw: StoreConfig, smap: ShardMap, plans: list[ChunkPlan], *, readers: int = 0,
+               splitters: merge.SeriesKeys | None = None, p: int = 0
+               ) -> tuple[dict[int, tuple[Points, int, int]], dict[ReadTask, Report]]:
+    """Read and decode every byte range of a unit once; one sort split by window.
+
+    Returns ``window start → (rows, duplicates, rows in)`` and each range's
+    report.  With ``splitters``, only partition ``p``: frames of orgs outside
+    its span (:func:`merge.org_span`) are never decompressed, and other series
+    are dropped per range, so one decoded range is held at a time beside the
+    partition's points.  ``readers`` > 1 fetches ranges on that many threads,
+    all at once (small units only: every fetched range is held).
+    """
+    shard = plans[0].shard
+    wins = _range_windows(plans)
+    tasks = list(wins)
+    span = merge.org_span(splitters, p) if splitters is not None else None
+    pieces: list[Points] = []
+    reports: dict[ReadTask, Report] = {}
+    readers = min(readers, len(tasks))
+    with ThreadPoolExecutor(max(1, readers)) as pool:
+        fetched = (pool.map if readers > 1 else map)(lambda t: read_range(store(raw), t), tasks)
+        for t in tasks:
+            with context_meter.meter(STAGE_READ):  # waiting for the GET (threads aren't metered)
+                rr = next(fetched)
+            if span is not None:  # skip (never decompress) frames of orgs outside the partition
+                org = rr.ints[:, framing.F_ORG]
+                keep = (org >= span[0]) & (org <= span[1])
+                rr = dataclasses.replace(rr, ints=rr.ints[keep], u64s=rr.u64s[keep])
+            pts = decode_range(rr, shard, smap, wins[t][0][0], wins[t][-1][1])
+            reports[t] = t_report(pts)
+            if splitters is not None:
+                pts = merge.select_partition(pts, splitters, p)
+            pieces.append(pts)
+    edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
+    return dict(zip(edges, merge.sort_dedup_windows(pieces, edges), strict=True)), reports
+
+
 def t_build_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
                  plans: list[ChunkPlan], attempts: list[str]) -> list[Published | str]:
     """Build and publish every chunk of a :func:`fusable` unit in this one task.
@@ -162,27 +199,12 @@ def t_build_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
     whose encode or publish fails yields its error text in its place and its
     siblings still publish.
     """
-    shard = plans[0].shard
-    wins = _range_windows(plans)
-    tasks = list(wins)
-    loads: list[Points] = []
-    reports: dict[ReadTask, Report] = {}
-    readers = min(UNIT_READERS, len(tasks)) if store(raw).is_s3 else 0  # local: page cache
-    with ThreadPoolExecutor(max(1, readers)) as pool:
-        fetched = (pool.map if readers > 1 else map)(lambda t: read_range(store(raw), t), tasks)
-        for t in tasks:
-            with context_meter.meter(STAGE_READ):  # waiting for the GET (threads aren't metered)
-                rr = next(fetched)
-            pts = decode_range(rr, shard, smap, wins[t][0][0], wins[t][-1][1])
-            reports[t] = t_report(pts)
-            loads.append(pts)
-    edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
-    rows = dict(zip(edges, merge.sort_dedup_windows(loads, edges), strict=True))
-    del loads
+    readers = UNIT_READERS if store(raw).is_s3 else 0  # local: page cache
+    rows, reports = _unit_rows(raw, smap, plans, readers=readers)
     results: list[Published | str] = []
     for cp, attempt in zip(plans, attempts, strict=True):
         try:
-            part = _part(out, shard, cp.start, attempt, 0, *rows.pop(cp.start),
+            part = _part(out, cp.shard, cp.start, attempt, 0, *rows.pop(cp.start),
                          [reports[t] for t in cp.tasks])
             results.append(t_publish(out, cp, attempt, part))
         except (TailorError, OSError) as exc:
@@ -252,37 +274,15 @@ def t_part(raw: StoreConfig, out: StoreConfig, smap: ShardMap, plans: list[Chunk
            ) -> list[PartResult]:
     """Partition ``p`` of a unit: read every range once, keep ``p``'s series, sort, put.
 
-    One sort splits the partition's points by window; part file ``p`` of each
-    chunk is written (none for a chunk with no rows in ``p``).  Only frames whose
-    org can hold ``p``'s series (:func:`merge.org_span`) are decompressed, so on
-    a shard of many orgs each payload is decoded by about one partition, not
-    all.  ``splitters`` None: the one partition, every point.  Holds one
-    decoded range at a time plus the partition's points.  Returns one
-    :class:`PartResult` per chunk, in ``plans`` order.
+    :func:`_unit_rows` with the partition's splitters (ranges read one at a
+    time: the partition's points plus one decoded range are all it holds);
+    part file ``p`` of each chunk is written (none for a chunk with no rows
+    in ``p``).  ``splitters`` None: the one partition, every point.  Returns
+    one :class:`PartResult` per chunk, in ``plans`` order.
     """
-    shard = plans[0].shard
-    wins = _range_windows(plans)
-    lo, hi = min(cp.start for cp in plans), max(cp.end for cp in plans)
-    pieces: list[Points] = []
-    reports: dict[ReadTask, Report] = {}
-    span = merge.org_span(splitters, p) if splitters is not None else None
-    for t in wins:
-        with context_meter.meter(STAGE_READ):
-            rr = read_range(store(raw), t)
-        if span is not None:  # skip (never decompress) frames of orgs outside the partition
-            org = rr.ints[:, framing.F_ORG]
-            keep = (org >= span[0]) & (org <= span[1])
-            rr = dataclasses.replace(rr, ints=rr.ints[keep], u64s=rr.u64s[keep])
-        pts = decode_range(rr, shard, smap, lo, hi)
-        reports[t] = t_report(pts)
-        if splitters is not None:
-            pts = merge.select_partition(pts, splitters, p)
-        pieces.append(pts)
-    edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
-    rows = dict(zip(edges, merge.sort_dedup_windows(pieces, edges), strict=True))
-    del pieces
+    rows, reports = _unit_rows(raw, smap, plans, splitters=splitters, p=p)
     try:
-        return [_part(out, shard, cp.start, attempt, p, *rows.pop(cp.start),
+        return [_part(out, cp.shard, cp.start, attempt, p, *rows.pop(cp.start),
                       [reports[t] for t in cp.tasks])
                 for cp, attempt in zip(plans, attempts, strict=True)]
     finally:
