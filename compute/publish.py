@@ -61,6 +61,11 @@ def read_manifest(out: Store, shard: str, start: int) -> Manifest | None:
         data = out.get(key)
     except FileNotFoundError:
         return None
+    return parse_manifest(out, key, data)
+
+
+def parse_manifest(out: Store, key: str, data: bytes) -> Manifest:
+    """The manifest in ``data`` (read from ``key``); :class:`StorageError` if it does not parse."""
     try:
         return Manifest.model_validate_json(data)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError

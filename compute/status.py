@@ -25,7 +25,7 @@ from tailor.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, load
 from tailor.storage import Store
 
-from .publish import published_chunks, read_manifest
+from .publish import parse_manifest, published_chunks, read_manifest
 
 _THREADS = 16
 
@@ -116,8 +116,7 @@ def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], M
     chunk_of: dict[str, tuple[str, int]] = {}
     for s in shards:
         chunk_of.update((k, c) for c, k in published_chunks(out, s).items())
-    return {chunk_of[k]: _parse(Manifest, k, d, out)
-            for k, d in _read_many(out, list(chunk_of))}
+    return {chunk_of[k]: parse_manifest(out, k, d) for k, d in _read_many(out, list(chunk_of))}
 
 
 def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
