@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,14 +109,41 @@ class S3Server:
         self.server.stop()
 
 
+_PUT_LOCK = threading.Lock()
+
+
+def _atomic_conditional_puts() -> None:
+    """Make moto's conditional PutObject atomic, as S3's is.
+
+    moto checks ``If-Match``/``If-None-Match`` and stores the object in two
+    steps without a lock, so two concurrent conditional writes of one key can
+    both succeed on a threaded server; real S3 lets exactly one win.  Every
+    PutObject of the in-process server is serialised (idempotent: patched once).
+    """
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response.put_object, "_tailor_atomic", False):
+        return
+    original = S3Response.put_object
+
+    def put_object(self: Any) -> Any:
+        with _PUT_LOCK:
+            return original(self)
+
+    put_object._tailor_atomic = True  # type: ignore[attr-defined]
+    S3Response.put_object = put_object  # type: ignore[method-assign]
+
+
 def start_s3() -> S3Server:
     """Start ``moto.server.ThreadedMotoServer`` on a free loopback port.
 
     Sets nothing in the environment: callers pass ``endpoint_url`` and the
     dummy credentials moto accepts (any) through AWS_* themselves.
+    Conditional writes are made atomic (:func:`_atomic_conditional_puts`).
     """
     from moto.server import ThreadedMotoServer
 
+    _atomic_conditional_puts()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

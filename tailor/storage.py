@@ -7,15 +7,27 @@ each retry by status through ``on_retry``, and raises :class:`StorageError`
 failure is permanent.  Keys are ``/``-separated and relative to the store's
 root.  Credentials are never part of any message: s3fs/botocore read them from
 the standard ``AWS_*`` environment.
+
+Conditional writes, the base of every protocol that may run twice at once
+(leases, chunk publish): :meth:`Store.put_if_absent` (S3 ``If-None-Match: *``,
+locally an exclusive hard link) and :meth:`Store.put_if_match`, a
+compare-and-swap on a version token from :meth:`Store.get_versioned` (S3: the
+ETag with ``If-Match``; locally: inode, mtime and size, compared and replaced
+under an exclusive ``flock`` of the key's directory).  On a local directory
+every committed write is durable: the file is fsynced before its rename or
+link, and the directory after it (and every directory a write creates), so a
+power cut cannot lose a write that returned.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import fsspec
@@ -26,6 +38,9 @@ from tailor.errors import StorageError
 T = TypeVar("T")
 RetryHook = Callable[[str, str], None]  # (operation, status) → None
 _TRANSIENT_STATUS = {"500", "502", "503", "504"}
+#: S3 error codes worth retrying (``ConditionalRequestConflict``: a concurrent
+#: conditional write on the same key; the retry then sees the winner's version).
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "RequestTimeout", "ConditionalRequestConflict"}
 
 
 def _status(exc: BaseException) -> str | None:
@@ -38,7 +53,7 @@ def _status(exc: BaseException) -> str | None:
         if isinstance(resp, dict):
             code = str(resp.get("Error", {}).get("Code", ""))
             status = str(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if code in ("SlowDown", "Throttling", "RequestTimeout") or status in _TRANSIENT_STATUS:
+            if code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS:
                 return status or code
             return None
         text = str(e)
@@ -52,15 +67,73 @@ def _status(exc: BaseException) -> str | None:
     return None
 
 
+def _s3_code(exc: BaseException) -> str | None:
+    """The S3 error code (e.g. ``PreconditionFailed``) behind ``exc``, if any."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        resp = getattr(e, "response", None)
+        if isinstance(resp, dict):
+            return str(resp.get("Error", {}).get("Code", "")) or None
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def fsync_dir(path: str) -> None:
+    """fsync directory ``path``: a rename, link or new entry in it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs_durable(path: str) -> None:
+    """``os.makedirs(path)``, fsyncing the parent of every directory it creates."""
+    missing: list[str] = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
+            os.mkdir(d)
+        fsync_dir(os.path.dirname(d))
+
+
 def _write_tmp(path: str, data: bytes) -> str:
-    """Write ``data`` to a new temporary file beside ``path``, fsynced; return its path."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Write ``data`` to a new temporary file beside ``path``, fsynced; return its path.
+
+    Creates (durably) the directories it needs.
+    """
+    _makedirs_durable(os.path.dirname(path))
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     return tmp
+
+
+@contextlib.contextmanager
+def _dir_lock(path: str) -> Iterator[None]:
+    """An exclusive ``flock`` on the directory of ``path`` (created if needed)."""
+    d = os.path.dirname(path)
+    _makedirs_durable(d)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _local_token(st: os.stat_result) -> str:
+    return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
 
 
 class Store:
@@ -146,6 +219,7 @@ class Store:
 
         def local() -> None:
             os.replace(_write_tmp(path, data), path)
+            fsync_dir(os.path.dirname(path))
 
         self._call("put", key, local)
 
@@ -164,15 +238,99 @@ class Store:
                         os.link(tmp, path)
                     finally:
                         os.unlink(tmp)
+                    fsync_dir(os.path.dirname(path))
                 self._call("put", key, local)
         except FileExistsError:
             return False
         return True
 
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object and its version token (for :meth:`put_if_match`); None if absent.
+
+        Content and token come from one request (S3 ``GetObject`` and its
+        ETag) or one open file, so they always belong together.
+        """
+        path = self.path(key)
+        if self.is_s3:
+            bucket, _, obj = path.partition("/")
+
+            async def s3get() -> tuple[bytes, str]:
+                resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=obj)
+                try:
+                    data = await resp["Body"].read()
+                finally:
+                    resp["Body"].close()
+                return bytes(data), str(resp["ETag"])
+
+            def remote() -> tuple[bytes, str]:
+                return fsspec.asyn.sync(self.fs.loop, s3get)  # type: ignore[no-any-return]
+            fn = remote
+        else:
+            def local() -> tuple[bytes, str]:
+                with open(path, "rb") as f:
+                    return f.read(), _local_token(os.fstat(f.fileno()))
+            fn = local
+        try:
+            return self._call("get", key, fn)
+        except FileNotFoundError:
+            return None
+
+    def put_if_match(self, key: str, data: bytes, token: str | None) -> bool:
+        """Compare-and-swap: write ``key`` only if its version is still ``token``.
+
+        ``token`` None means "only if ``key`` does not exist".  Returns False
+        (nothing written) when the object changed or appeared meanwhile.
+        Atomic against every other conditional write of ``key``, on S3
+        (``If-Match``/``If-None-Match``) and locally (directory ``flock``).
+        A retried request whose first try landed returns False: callers read
+        the key again to see whose write it holds.
+        """
+        if token is None:
+            return self.put_if_absent(key, data)
+        path = self.path(key)
+        if self.is_s3:
+            bucket, _, obj = path.partition("/")
+
+            def remote() -> bool:
+                try:
+                    self.fs.call_s3("put_object", Bucket=bucket, Key=obj, Body=data,
+                                    IfMatch=token)
+                except Exception as exc:
+                    if _s3_code(exc) in ("PreconditionFailed", "NoSuchKey", "412"):
+                        return False
+                    if isinstance(exc, FileNotFoundError):  # the key was deleted meanwhile
+                        return False
+                    raise
+                return True
+            return self._call("put", key, remote)
+
+        def local() -> bool:
+            with _dir_lock(path):
+                try:
+                    current = _local_token(os.stat(path))
+                except FileNotFoundError:
+                    return False
+                if current != token:
+                    return False
+                os.replace(_write_tmp(path, data), path)
+                fsync_dir(os.path.dirname(path))
+                return True
+        return self._call("put", key, local)
+
     def delete(self, keys: Iterable[str]) -> None:
+        """Delete ``keys``; keys that do not exist are skipped (deleting is idempotent)."""
         paths = [self.path(k) for k in keys]
-        if paths:
+        if not paths:
+            return
+        if self.is_s3:
             self._call("delete", paths[0], lambda: self.fs.rm(paths))
+            return
+
+        def local() -> None:
+            for p in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(p)
+        self._call("delete", paths[0], local)
 
     # -- reads ----------------------------------------------------------------
     def get(self, key: str) -> bytes:
