@@ -34,7 +34,12 @@ _d: Any = distributed  # only partly typed
 
 @dataclass(slots=True)
 class ChunkResult:
-    """Outcome of one chunk: ``ok`` with its manifest, or ``error`` (why it failed)."""
+    """Outcome of one chunk: ``ok`` with its manifest, or ``error`` (why it failed).
+
+    ``by_other``: the chunk ended published by another builder that published
+    it first (``manifest`` is theirs); ``missing_inputs`` then counts input
+    objects this build saw that their manifest lacks (rebuild to include them).
+    """
 
     shard: str
     start: int
@@ -44,6 +49,8 @@ class ChunkResult:
     corrupt: list[tuple[str, int]] = field(default_factory=list)
     invalid: list[tuple[str, int, str]] = field(default_factory=list)
     rows_in: int = 0
+    by_other: bool = False
+    missing_inputs: int = 0
 
     @property
     def label(self) -> str:
@@ -175,6 +182,10 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         s, w = chunks[i]
         if isinstance(got, str):
             results[i] = ChunkResult(s, w, False, error=got)
+        elif got.manifest.attempt != attempts[i]:  # another builder published it first
+            theirs = {o.key for o in got.manifest.inputs}
+            results[i] = ChunkResult(s, w, True, got.manifest, by_other=True, missing_inputs=len(
+                [o for o in planned[i].inputs if o.key not in theirs]))
         else:
             results[i] = ChunkResult(s, w, True, got.manifest, None, got.corrupt, got.invalid,
                                      got.rows_in)
@@ -225,6 +236,11 @@ def summary(r: ChunkResult, *, max_reports: int = 5) -> str:
     if not r.ok or r.manifest is None:
         return f"FAILED {r.label}: {r.error}"
     m = r.manifest
+    if r.by_other:
+        late = (f"; it lacks {r.missing_inputs} input object(s) this build saw: run "
+                "`tailor build` for it again" if r.missing_inputs else "")
+        return (f"ok {r.label}: published by another builder (attempt {m.attempt}, "
+                f"{m.points} points){late}")
     size = sum(f.bytes for f in m.files)
     bpp = f"{size / m.points:.2f}" if m.points else "-"
     lines = [f"ok {r.label}: {m.points} points in {len(m.files)} file(s), {size} bytes "
@@ -254,8 +270,11 @@ def run(cfg: BuildConfig) -> int:
     for r in results:
         print(summary(r), flush=True)
     failed = [r for r in results if not r.ok]
+    others = [r for r in results if r.by_other]
     print(f"tailor build: {len(results) - len(failed)}/{len(results)} chunk(s) published in "
-          f"{time.monotonic() - t0:.1f}s", flush=True)
+          f"{time.monotonic() - t0:.1f}s"
+          + (f" ({len(others)} by another builder that published them first: "
+             + ", ".join(r.label for r in others) + ")" if others else ""), flush=True)
     if failed:
         print(f"tailor build: {len(failed)} chunk(s) failed: "
               + ", ".join(r.label for r in failed), file=sys.stderr, flush=True)

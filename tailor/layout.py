@@ -15,6 +15,10 @@ Output store (``--out``), contracts.md section 2::
 
     {shard}/{YYYY-MM-DDTHH}/_manifest.json
     {shard}/{YYYY-MM-DDTHH}/part-{attempt}-{i:05d}.parquet
+    _claims/{shard}/{YYYY-MM-DDTHH}/{attempt}.json   an attempt's one try to publish
+    _leases/{shard}/{YYYY-MM-DDTHH}/{n}.json         `build --ready` leases
+
+Folders starting with ``_`` at the root are Tailor's bookkeeping, never chunks.
 """
 
 from __future__ import annotations
@@ -116,3 +120,19 @@ def manifest_key(shard: str, start: int) -> str:
 
 def part_key(shard: str, start: int, attempt: str, i: int) -> str:
     return f"{chunk_dir(shard, start)}/part-{attempt}-{i:05d}.parquet"
+
+
+def part_attempt(name: str) -> str | None:
+    """The attempt of a part file name ``part-{attempt}-{i}.parquet``; None if not one."""
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return None
+    attempt, sep, _i = name[len("part-"):-len(".parquet")].rpartition("-")
+    return attempt if sep and attempt else None
+
+
+def claim_prefix(shard: str, start: int) -> str:
+    return f"_claims/{shard}/{stamp(start)}/"
+
+
+def claim_key(shard: str, start: int, attempt: str) -> str:
+    return f"{claim_prefix(shard, start)}{attempt}.json"

@@ -135,6 +135,12 @@ class Manifest(_Record):
 
     A reader finds the file (and row range) that can hold series ``s`` by
     bisecting ``files`` on ``min_key``/``max_key``; no other file is opened.
+
+    ``generation`` counts the chunk's publishes (1 for the first; 0 in
+    manifests written before generations existed); each publish replaces
+    generation ``g`` by ``g + 1`` with a compare-and-swap, and
+    ``previous_files`` names the files of the manifest it replaced (kept for
+    readers still reading it; see :mod:`tailor.compute.publish`).
     """
 
     format: str = "tailor-s/1"
@@ -154,3 +160,6 @@ class Manifest(_Record):
     duplicates_dropped: int = 0
     built_ns: int
     tailor_version: str
+    generation: int = 0
+    previous_attempt: str | None = None
+    previous_files: list[str] = []
