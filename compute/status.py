@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -27,7 +28,12 @@ from tailor.storage import Store
 
 from .publish import parse_manifest, published_chunks, read_manifest
 
+if TYPE_CHECKING:
+    from .gc import RawLeftovers
+
 _THREADS = 16
+#: Unindexed raw objects and incomplete uploads older than this are reported.
+LEFTOVER_AGE_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +167,21 @@ def _ns(ns: int | None) -> str:
     return "-" if ns is None else _ts(ns // 10**9)
 
 
+def _leftovers_dict(left: RawLeftovers | None) -> dict[str, int] | None:
+    if left is None:
+        return None
+    return {"unindexed_objects": len(left.unindexed), "unindexed_bytes": left.unindexed_bytes,
+            "recent_unindexed_objects": left.young_unindexed,
+            "incomplete_uploads": len(left.uploads),
+            "recent_incomplete_uploads": left.young_uploads}
+
+
 def render_json(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
-                watermarks: Sequence[Watermark]) -> str:
-    """``{"watermark_ns", "partitions": [...], "shards": {shard: {"moves", "chunks"}}}``."""
+                watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
+    """``{"watermark_ns", "partitions": [...], "shards": {shard: {"moves", "chunks"}},
+    "raw_leftovers": {...}}``."""
     doc: dict[str, Any] = {
+        "raw_leftovers": _leftovers_dict(leftovers),
         "watermark_ns": ingest_watermark(watermarks),
         "partitions": [{"group": w.group, "topic": w.topic, "partition": w.partition,
                         "committed": w.committed, "durable_until_ns": w.durable_until_ns,
@@ -188,12 +205,17 @@ _HEAD = ("window", "points", "max ts", "objects", "built", "dups", "inputs",
 
 
 def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
-                 watermarks: Sequence[Watermark]) -> str:
+                 watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
     wm = ingest_watermark(watermarks)
     lines = [f"ingest watermark: {_ns(wm)} UTC (oldest durable position over "
              f"{len(watermarks)} partition(s))"]
     if not watermarks:
         lines.append("  no watermarks yet: nothing is ready until ingest commits")
+    if leftovers is not None and (leftovers.unindexed or leftovers.uploads):
+        lines.append(f"raw leftovers: {len(leftovers.unindexed)} unindexed object(s) "
+                     f"({leftovers.unindexed_bytes} bytes) and {len(leftovers.uploads)} "
+                     f"incomplete multipart upload(s) older than {LEFTOVER_AGE_S // 3600} h: "
+                     "`tailor gc --raw … --delete` removes them")
     for s in shards:
         srows = [r for r in rows if r.shard == s]
         mv = moves(smap, s)
@@ -233,5 +255,8 @@ def run(cfg: StatusConfig, *, as_json: bool = False) -> None:
                        full=True)
     rows = chunk_rows(smap, shards, state.records, state.manifests, state.watermarks,
                       length=cfg.window_seconds, grace_s=cfg.grace_s, listing=state.listing)
+    from .gc import find_raw
+
+    leftovers = find_raw(Store(cfg.raw), time.time_ns() - LEFTOVER_AGE_S * 10**9)
     render = render_json if as_json else render_table
-    click.echo(render(rows, smap, shards, state.watermarks))
+    click.echo(render(rows, smap, shards, state.watermarks, leftovers))

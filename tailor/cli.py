@@ -20,6 +20,7 @@ from tailor.config import (
     BuildConfig,
     DiffConfig,
     FlushPolicy,
+    GcConfig,
     IngestConfig,
     ProduceConfig,
     ReadConfig,
@@ -355,6 +356,33 @@ def diff(**kw: Any) -> None:
                  if kw["windows"] else None),
     )
     sys.exit(run(cfg, as_json=kw["as_json"]))
+
+
+@main.command(short_help="Find (and with --delete remove) leftovers of crashes and races.")
+@opt("--raw", default=None, help="Raw store: unindexed objects, incomplete multipart uploads.")
+@opt("--out", default=None, help="Output root: part files no manifest can ever list.")
+@opt("--older-than", default="7d", show_default=True,
+     help="Only raw objects and uploads older than this (at least 1h).")
+@opt("--delete", is_flag=True, default=False, help="Remove them (default: only report).")
+@opt("--json", "as_json", is_flag=True, default=False, help="Machine-readable output.")
+@s3_option
+@config_option
+@handle_errors
+def gc(**kw: Any) -> None:
+    """Report, or remove with --delete, what no build or reader will ever use."""
+    from tailor.compute.gc import run
+
+    if not kw["raw"] and not kw["out"]:
+        raise ConfigError("nothing to collect", fix="pass --raw RAW and/or --out OUT")
+    older = parse_duration(kw["older_than"], what="--older-than")
+    if older < 3600:
+        raise ConfigError(f"--older-than {kw['older_than']!r} is under one hour",
+                          fix="pass 1h or more: younger objects may be in the middle of a write")
+    ep = kw["s3_endpoint_url"]
+    cfg = GcConfig(raw=StoreConfig(url=kw["raw"], s3_endpoint_url=ep) if kw["raw"] else None,
+                   out=StoreConfig(url=kw["out"], s3_endpoint_url=ep) if kw["out"] else None,
+                   older_than_s=older, delete=kw["delete"])
+    run(cfg, as_json=kw["as_json"])
 
 
 @main.command(short_help="Run the whole pipeline end to end on services it starts itself.")

@@ -20,7 +20,8 @@ from tailor.errors import ConfigError
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20,
           "gib": 2**30, "k": 2**10, "m": 2**20, "g": 2**30}
-_DURATIONS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATIONS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
+              "d": 86400.0}
 _NUM_UNIT = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*\Z")
 
 
@@ -44,7 +45,7 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
     unit = m.group(2).lower() if m else None
     if m is None or unit not in _DURATIONS:
         raise ConfigError(f"{what} {text!r} is not a duration",
-                          fix="write a number with an optional unit: 30s, 10m, 1h, 250ms")
+                          fix="write a number with an optional unit: 30s, 10m, 1h, 7d, 250ms")
     return float(m.group(1)) * _DURATIONS[unit]
 
 
@@ -174,6 +175,15 @@ class StatusConfig(Frozen):
     grace_s: Annotated[float, Field(ge=0)] = 900.0
     shards_file: str | None = None
     window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
+
+
+class GcConfig(Frozen):
+    """``tailor gc``: leftovers of crashes and races (compute/gc.py)."""
+
+    raw: StoreConfig | None = None
+    out: StoreConfig | None = None
+    older_than_s: Annotated[float, Field(ge=3600)] = 7 * 86400.0
+    delete: bool = False
 
 
 class DiffConfig(Frozen):

@@ -347,6 +347,65 @@ class Store:
         path = self.path(key)
         return bool(self._call("head", key, lambda: self.fs.exists(path)))
 
+    def list_info(self, prefix: str) -> list[tuple[str, int, int]]:
+        """``(key, size, modified_ns)`` of every object under ``prefix``, sorted by key."""
+        path = self.path(prefix)
+        try:
+            found = self._call("list", prefix, lambda: self.fs.find(path, detail=True))
+        except FileNotFoundError:
+            return []
+        cut = len(self.root) + 1
+        out = []
+        for p, info in found.items():
+            if ".tmp-" in p:
+                continue
+            if "LastModified" in info:  # S3: a datetime
+                ns = int(info["LastModified"].timestamp() * 1e9)
+            else:
+                ns = int(float(info.get("mtime", 0)) * 1e9)
+            out.append((p[cut:], int(info.get("size") or 0), ns))
+        return sorted(out)
+
+    def uploads(self, prefix: str) -> list[tuple[str, str, int]]:
+        """Incomplete multipart uploads under ``prefix``: ``(key, upload id, initiated_ns)``.
+
+        Always empty on a local directory (it has no multipart uploads).
+        """
+        if not self.is_s3:
+            return []
+        bucket, _, want = self.path(prefix).partition("/")
+        inner = self.root.partition("/")[2]
+        cut = len(inner) + 1 if inner else 0
+        out: list[tuple[str, str, int]] = []
+        marker: dict[str, str] = {}
+
+        def page() -> dict[str, Any]:
+            return self.fs.call_s3(  # type: ignore[no-any-return]
+                "list_multipart_uploads", Bucket=bucket, Prefix=want, **marker)
+        for _ in range(100_000):  # pages of up to 1000 uploads
+            got = self._call("list", prefix, page)
+            for u in got.get("Uploads", []):
+                out.append((u["Key"][cut:], u["UploadId"], int(u["Initiated"].timestamp() * 1e9)))
+            if not got.get("IsTruncated"):
+                break
+            marker = {"KeyMarker": got["NextKeyMarker"],
+                      "UploadIdMarker": got["NextUploadIdMarker"]}
+        return sorted(out)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one incomplete multipart upload (its parts are freed); no-op if it is gone."""
+        bucket, _, obj = self.path(key).partition("/")
+
+        def abort() -> None:
+            try:
+                self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=obj,
+                                UploadId=upload_id)
+            except Exception as exc:
+                if _s3_code(exc) != "NoSuchUpload":
+                    raise
+        with contextlib.suppress(FileNotFoundError):
+            self._call("delete", key, abort)
+
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (a directory-like prefix), sorted; [] if none."""
         path = self.path(prefix)
