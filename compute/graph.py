@@ -50,6 +50,7 @@ from tailor.storage import Store
 
 from . import merge
 from .decode import Points, decode_range
+from .monitor import count_store_retry
 from .plan import ChunkPlan, ReadTask, partitioning, plan
 from .publish import publish, write_part
 from .read import read_range
@@ -64,8 +65,9 @@ RETRIES = 2
 
 @functools.lru_cache(maxsize=8)
 def store(cfg: StoreConfig) -> Store:
-    """One Store per process and config (s3fs clients are costly to create)."""
-    return Store(cfg)
+    """One Store per process and config (s3fs clients are costly to create); its
+    retries are counted per task (:func:`~tailor.compute.monitor.count_store_retry`)."""
+    return Store(cfg, on_retry=count_store_retry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ of :mod:`tailor.metrics`); Dask sums them per task prefix on the scheduler
 metrics page).  :class:`StageMetrics` is a scheduler plugin that adds one
 collector to the scheduler process's default Prometheus registry, the one
 its dashboard serves at ``/metrics``, so the same numbers are scraped as
-``tailor_build_stage_seconds_total{stage, task}``.
+``tailor_build_stage_seconds_total{stage, task}``.  Store retries inside tasks
+(:func:`count_store_retry`, the build stores' retry hook) travel the same way and
+are served as ``tailor_build_store_retries_total{op, status, task}``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,28 @@ from typing import Any, ClassVar
 
 import prometheus_client
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.metrics import context_meter
 from prometheus_client.core import CounterMetricFamily
 
-from tailor.metrics import BUILD_STAGE_SECONDS, STAGES
+from tailor.metrics import BUILD_STAGE_SECONDS, BUILD_STORE_RETRIES, STAGES, STORE_RETRY_LABEL
+
+
+def count_store_retry(op: str, status: str) -> None:
+    """A :class:`~tailor.storage.Store` retry hook for build tasks: one ``count`` metric."""
+    context_meter.digest_metric(f"{STORE_RETRY_LABEL}:{op}:{status}", 1, "count")
+
+
+def store_retries(cumulative: Mapping[Any, float]) -> dict[tuple[str, str, str], float]:
+    """``(op, status, task prefix)`` → store retries counted by :func:`count_store_retry` (pure)."""
+    out: dict[tuple[str, str, str], float] = {}
+    for key, v in cumulative.items():
+        if (isinstance(key, tuple) and len(key) == 4 and key[0] == "execute"
+                and key[3] == "count" and isinstance(key[2], str)
+                and key[2].startswith(STORE_RETRY_LABEL + ":")):
+            _, op, status = key[2].split(":", 2)
+            k = (op, status, str(key[1]))
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
 
 
 def stage_seconds(cumulative: Mapping[Any, float], labels: Collection[str] | None = STAGES
@@ -57,10 +78,16 @@ class StageCollector:
         fam = CounterMetricFamily(BUILD_STAGE_SECONDS,
                                   "Worker-seconds spent in each build stage, by task prefix",
                                   labels=["stage", "task"])
-        for (stage, task), v in sorted(stage_seconds(self.scheduler.cumulative_worker_metrics)
-                                       .items()):
+        cumulative = self.scheduler.cumulative_worker_metrics
+        for (stage, task), v in sorted(stage_seconds(cumulative).items()):
             fam.add_metric([stage, task], v)
         yield fam
+        retries = CounterMetricFamily(BUILD_STORE_RETRIES,
+                                      "Object store retries inside build tasks",
+                                      labels=["op", "status", "task"])
+        for (op, status, task), n in sorted(store_retries(cumulative).items()):
+            retries.add_metric([op, status, task], n)
+        yield retries
 
 
 class StageMetrics(SchedulerPlugin):

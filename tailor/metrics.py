@@ -48,3 +48,8 @@ STAGES: Final = (STAGE_READ, STAGE_ZSTD, STAGE_DECODE, STAGE_SORT, STAGE_ENCODE,
 #: The stages above on the scheduler's ``/metrics`` (compute/monitor.py): a counter
 #: family with labels ``stage`` and ``task`` (Dask task prefix).
 BUILD_STAGE_SECONDS: Final = "tailor_build_stage_seconds"
+#: Store retries inside build tasks, counted through ``context_meter`` under labels
+#: ``store-retry:{op}:{status}`` (unit ``count``) and served on the scheduler's
+#: ``/metrics`` as this counter family with labels ``op``, ``status`` and ``task``.
+BUILD_STORE_RETRIES: Final = "tailor_build_store_retries"
+STORE_RETRY_LABEL: Final = "store-retry"

@@ -10,10 +10,12 @@ from distributed import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tailor.compute.build import build_chunks
-from tailor.compute.monitor import stage_seconds
+from tailor.compute.monitor import stage_seconds, store_retries
 from tailor.config import BuildConfig, StoreConfig
-from tailor.metrics import BUILD_STAGE_SECONDS
+from tailor.metrics import BUILD_STAGE_SECONDS, BUILD_STORE_RETRIES
+from tailor.services import S3Server
 from tailor.storage import Store
+from tests.ingest.faultproxy import FaultProxy
 
 from .rawgen import T0, mixed_payloads, write_object
 
@@ -56,3 +58,30 @@ def test_build_stages_on_scheduler_metrics_endpoint(client: Client, tmp_path: Pa
     assert "unit" in tasks and tasks <= {"plan", "unit", "sample", "splitters", "part",
                                          "publish"}, got
     assert {s for s, _t in got} <= {"read", "zstd", "decode", "sort", "encode", "write"}
+
+
+def test_store_retries_are_counted_per_task_on_the_scheduler(
+        client: Client, s3: S3Server, raw_store: StoreConfig, out_store: StoreConfig) -> None:
+    assert store_retries({("execute", "unit", "store-retry:get:503", "count"): 2.0,
+                          ("execute", "unit", "store-retry:put:timeout", "count"): 1.0,
+                          ("execute", "unit", "decode", "seconds"): 1.0}) == {
+        ("get", "503", "unit"): 2.0, ("put", "timeout", "unit"): 1.0}
+    write_object(Store(raw_store), "org-mod-7", mixed_payloads(6))
+    with FaultProxy(s3.endpoint_url, fail_rate=0.3, seed=2) as proxy:
+        via = {"s3_endpoint_url": proxy.endpoint_url}
+        cfg = BuildConfig(raw=raw_store.model_copy(update=via),
+                          out=out_store.model_copy(update=via), shards=["org-mod-7"],
+                          windows=[T0])
+        assert all(r.ok for r in build_chunks(client, cfg, [("org-mod-7", T0)]))
+    url = client.dashboard_link.rsplit("/", 1)[0] + "/metrics"
+    name = BUILD_STORE_RETRIES + "_total"
+    seen = 0.0
+    for _ in range(100):  # worker metrics reach the scheduler with heartbeats
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        seen = sum(s.value for fam in text_string_to_metric_families(text)
+                   for s in fam.samples if s.name == name and s.labels["status"] == "503")
+        if seen:
+            break
+        time.sleep(0.1)
+    assert seen > 0
