@@ -20,9 +20,10 @@ The lease (:func:`acquire`, :func:`renew`, :func:`release`) is a chain of
 conditionally created objects ``_leases/{shard}/{window}/{n:010d}.json`` in
 the output store: whoever creates ``n + 1`` after seeing ``n`` expired or
 released holds the chunk, so a takeover is as safe as the first acquisition.
-Two concurrent ``build --ready`` runs publish each chunk at most once as long
-as a holder renews before its lease expires (the runner renews every third of
-the TTL) and the runner re-checks a chunk after leasing it.
+Leases keep two concurrent ``build --ready`` runs from building one chunk
+twice (the runner renews every third of the TTL and re-checks a chunk after
+leasing it); they are not what makes publishing safe: a holder whose lease
+lapsed still publishes correctly (:mod:`tailor.compute.publish`).
 """
 
 from __future__ import annotations
