@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from tailor import layout, shards
 from tailor.config import ReadConfig, StoreConfig
+from tailor.errors import StorageError
 from tailor.records import Manifest, PartFile
 from tailor.storage import Store
 
@@ -147,6 +148,10 @@ def read_file(store: Store, ref: FileRef, org: int, metric: int, context: int | 
     return t.filter(mask).cast(SCHEMA)
 
 
+#: Times :func:`read_series` plans again when a file vanished under it.
+READ_TRIES = 3
+
+
 def read_series(out: str, org: int, metric: int, context: int | None = None, *,
                 ts_from: int | None = None, ts_to: int | None = None,
                 s3_endpoint_url: str | None = None, shards_file: str | None = None,
@@ -160,8 +165,19 @@ def read_series(out: str, org: int, metric: int, context: int | None = None, *,
     """
     store = Store(StoreConfig(url=out, s3_endpoint_url=s3_endpoint_url))
     smap = shards.load(shards_file)
-    refs = plan_read(store, smap, org, metric, context, ts_from, ts_to, window_seconds)
-    tables = [read_file(store, r, org, metric, context, ts_from, ts_to) for r in refs]
+    for attempt in range(READ_TRIES):
+        refs = plan_read(store, smap, org, metric, context, ts_from, ts_to, window_seconds)
+        try:
+            tables = [read_file(store, r, org, metric, context, ts_from, ts_to) for r in refs]
+            break
+        except FileNotFoundError:
+            # A chunk was republished twice since its manifest was read: the files of
+            # the generation before the previous one are deleted.  Read afresh.
+            if attempt == READ_TRIES - 1:
+                raise StorageError("chunks keep being republished while reading",
+                                   store=out, reason=f"{READ_TRIES} tries",
+                                   fix="read again once the rebuilds are done") from None
+            store.invalidate()
     if not tables:
         return SCHEMA.empty_table()
     t = pa.concat_tables(tables)

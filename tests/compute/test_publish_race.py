@@ -256,3 +256,30 @@ def test_many_concurrent_builders_never_publish_a_missing_file(out: Store) -> No
     assert 1 <= m.generation <= 24
     # what is left: the current and previous generations, and nothing else
     assert _attempts_left(out) == {m.attempt, m.previous_attempt}
+
+
+def test_a_reader_whose_files_vanish_reads_the_new_generation(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk is republished twice between a reader's manifest read and its file
+    read (the files it planned are gone): `read_series` plans again."""
+    from tailor.compute import reader
+
+    out = Store(StoreConfig(url=str(tmp_path / "out")))
+    a = pub.new_attempt()
+    _publish(out, a, _write(out, a, 1, n_parts=1))
+    real = reader.read_file
+    calls: list[str] = []
+
+    def republish_first(store: Store, ref: Any, *args: Any) -> Any:
+        if not calls:
+            for seed in (2, 3):
+                x = pub.new_attempt()
+                _publish(out, x, _write(out, x, seed, n_parts=1))
+        calls.append(ref.manifest.attempt)
+        return real(store, ref, *args)
+
+    monkeypatch.setattr(reader, "read_file", republish_first)
+    t = reader.read_series(str(tmp_path / "out"), 7, 1, ts_from=T0, ts_to=T0 + W)
+    current = _assert_readable(out)
+    assert calls[0] == a and calls[-1] == current.attempt and len(calls) == 2
+    assert t.num_rows == 5
