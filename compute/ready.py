@@ -579,7 +579,10 @@ def build_ready(cfg: BuildConfig, client: Any = None, *, owner: str | None = Non
         r = done.get((o.shard, o.start))
         if r is None:
             continue
-        if r.ok and r.manifest is not None:
+        if r.ok and r.manifest is not None and r.by_other:
+            o.status, o.points = "skipped", r.manifest.points
+            o.detail = "published by another builder meanwhile"
+        elif r.ok and r.manifest is not None:
             o.status, o.points = "built", r.manifest.points
         else:
             o.status, o.detail = "failed", r.error or "unknown error"
