@@ -16,8 +16,8 @@ import time
 
 from tailor import layout
 from tailor.ingest import quarantine
-from tailor.ingest.batcher import OBJECT, Batch
-from tailor.records import ObjectRecord, OffsetRange, hour_counts
+from tailor.ingest.batcher import OBJECT, Batch, top_org_hours
+from tailor.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour_counts
 from tailor.storage import Store
 
 
@@ -32,7 +32,12 @@ def object_record(b: Batch, written_ns: int) -> ObjectRecord:
         min_intake_ns=b.min_intake_ns, max_intake_ns=b.max_intake_ns, topics=list(b.topics),
         offsets=[OffsetRange(topic=t, partition=p, first=r[0], last=r[1])
                  for (t, p), r in sorted(b.ranges.items())],
-        orgs=sorted(b.orgs), hours=hour_counts(b.hours), written_ns=written_ns)
+        orgs=sorted(b.orgs), hours=hour_counts(b.hours), written_ns=written_ns,
+        org_points=[b.org_points.get(o, 0) for o in sorted(b.orgs)],
+        org_bytes=[b.org_bytes.get(o, 0) for o in sorted(b.orgs)],
+        org_hours=sorted(((o, h, n) for (o, h), n in
+                          top_org_hours(b.org_hours, MAX_ORG_HOURS).items()),
+                         key=lambda t: (-t[2], t[0], t[1])))
 
 
 class Writer:
