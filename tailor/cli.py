@@ -45,9 +45,15 @@ def opt(*decls: str, **kw: Any) -> Callable[[F], F]:
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value:
         try:
-            ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
+            values = load_config_file(value)
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
+        # Keys are flag names; a flag stored under another name (--shards → shards_file,
+        # --from → ts_from) is found through its declaration.
+        dest = {o.lstrip("-").replace("-", "_"): p.name for p in ctx.command.params
+                if p.name for o in p.opts}
+        ctx.default_map = {**(ctx.default_map or {}),
+                           **{dest.get(k, k): v for k, v in values.items()}}
     return value
 
 
