@@ -48,3 +48,13 @@ STAGES: Final = (STAGE_READ, STAGE_ZSTD, STAGE_DECODE, STAGE_SORT, STAGE_ENCODE,
 #: The stages above on the scheduler's ``/metrics`` (compute/monitor.py): a counter
 #: family with labels ``stage`` and ``task`` (Dask task prefix).
 BUILD_STAGE_SECONDS: Final = "tailor_build_stage_seconds"
+
+# -- shard balance (`tailor shards report --metrics-file`, issue 13) ----------------
+#: Its own registry: written as a node_exporter textfile by a one-shot command.
+SHARDS_REGISTRY: Final = CollectorRegistry(auto_describe=True)
+LARGEST_CHUNK = Gauge("tailor_shards_largest_chunk_points",
+                      "Estimated points of the window's largest chunk (from the index)",
+                      ["window"], registry=SHARDS_REGISTRY)
+CHUNK_SKEW = Gauge("tailor_shards_chunk_skew",
+                   "Largest chunk / median chunk of the window (estimated points)",
+                   ["window"], registry=SHARDS_REGISTRY)
