@@ -38,6 +38,7 @@ import numpy as np
 
 from tailor import framing
 from tailor.config import FlushPolicy
+from tailor.ingest.orgvolume import OrgVolume
 from tailor.records import MAX_ORG_HOURS
 
 TP = tuple[str, int]  # (topic, partition)
@@ -59,8 +60,7 @@ class Valid:
     offset, max intake_ns)`` of its payloads here.  ``hours``: hour start →
     points with ts in it; ``min_ts``/``max_ts`` None when no payload holds a
     point.  ``value_bytes``: the record values' total size (for metrics).
-    ``org_points``/``org_bytes``: per org, its points and frame bytes here;
-    ``org_hours``: ``(org, hour start)`` → points with ts in that hour.
+    ``volume``: points and frame bytes per org and points per org-hour here.
     Made by :class:`tailor.ingest.classify.Classifier`.
     """
 
@@ -78,9 +78,7 @@ class Valid:
     min_intake_ns: int
     max_intake_ns: int
     orgs: frozenset[int]
-    org_points: dict[int, int] = field(default_factory=dict)
-    org_bytes: dict[int, int] = field(default_factory=dict)
-    org_hours: dict[tuple[int, int], int] = field(default_factory=dict)
+    volume: OrgVolume | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +92,6 @@ class Invalid:
 
 
 Item = Valid | Invalid
-
-
-def top_org_hours(counts: dict[tuple[int, int], int], n: int) -> dict[tuple[int, int], int]:
-    """The ``n`` largest entries of ``counts`` (ties: smaller ``(org, hour)`` first)."""
-    if len(counts) <= n:
-        return counts
-    best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return dict(best)
 
 
 def item_tps(item: Item) -> list[TP]:
@@ -147,10 +137,8 @@ class Batch:
     min_intake_ns: int | None = None
     max_intake_ns: int | None = None
     orgs: set[int] = field(default_factory=set)
-    org_points: dict[int, int] = field(default_factory=dict)
-    org_bytes: dict[int, int] = field(default_factory=dict)
-    # (org, hour) → points: at most ORG_HOURS_KEPT entries after each add (see prune_org_hours)
-    org_hours: dict[tuple[int, int], int] = field(default_factory=dict)
+    # Its items' per-org volume, merged (at most ORG_HOURS_KEPT org-hours) as it grows.
+    volumes: list[OrgVolume] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     sealed: bool = False
     attempts: int = 0  # failed write attempts
@@ -221,14 +209,11 @@ class Batcher:
             b.max_intake_ns = (item.max_intake_ns if b.max_intake_ns is None
                                else max(b.max_intake_ns, item.max_intake_ns))
             b.orgs |= item.orgs
-            for o, n in item.org_points.items():
-                b.org_points[o] = b.org_points.get(o, 0) + n
-            for o, n in item.org_bytes.items():
-                b.org_bytes[o] = b.org_bytes.get(o, 0) + n
-            for oh, n in item.org_hours.items():
-                b.org_hours[oh] = b.org_hours.get(oh, 0) + n
-            if len(b.org_hours) > 2 * ORG_HOURS_KEPT:
-                b.org_hours = top_org_hours(b.org_hours, ORG_HOURS_KEPT)
+            if item.volume is not None:
+                b.volumes.append(item.volume)
+                if len(b.volumes) >= 64 or sum(len(v.oh_org) for v in b.volumes) > \
+                        2 * ORG_HOURS_KEPT:
+                    b.volumes = [OrgVolume.merge(b.volumes, ORG_HOURS_KEPT)]
             for tp, (first, last, intake) in item.ranges.items():
                 self._track(b, tp, first, last, intake)
             self.buffered_bytes += len(data)

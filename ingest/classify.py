@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from tailor import batchcheck, framing
+from tailor.ingest import orgvolume
 from tailor.ingest.batcher import TP, Invalid, Item, Valid
 from tailor.records import QuarantineEntry
 from tailor.shards import ShardMap
@@ -143,10 +144,9 @@ class Classifier:
         s_vbytes = np.add.reduceat(chk.vlen[order], sstart).tolist()
         hours = _by_code(codes[chk.hour_rec], chk.hour_start, chk.hour_points)
         orgs = _by_code(codes[valid], chk.org[valid], None)
-        org_points = _by_code(codes[valid], chk.org[valid], chk.n_points[valid])
-        org_bytes = _by_code(codes[valid], chk.org[valid], chk.vlen[valid] + framing.HEADER_SIZE)
-        org_hours = _by_code_hour(codes[chk.hour_rec], chk.org[chk.hour_rec], chk.hour_start,
-                                  chk.hour_points)
+        vols = orgvolume.by_code(codes[valid], chk.org[valid], chk.n_points[valid],
+                                 chk.vlen[valid] + framing.HEADER_SIZE, codes[chk.hour_rec],
+                                 chk.org[chk.hour_rec], chk.hour_start, chk.hour_points)
         out: list[Valid] = []
         blk = 0
         for s, (a, e) in enumerate(zip(sstart.tolist(), send.tolist(), strict=True)):
@@ -163,8 +163,7 @@ class Classifier:
                 min_ts=None if s_max[s] < 0 else s_min[s],
                 max_ts=None if s_max[s] < 0 else s_max[s],
                 min_intake_ns=s_min_in[s], max_intake_ns=s_max_in[s],
-                orgs=frozenset(orgs.get(code, {})), org_points=org_points.get(code, {}),
-                org_bytes=org_bytes.get(code, {}), org_hours=org_hours.get(code, {})))
+                orgs=frozenset(orgs.get(code, {})), volume=vols.get(code)))
         return out
 
 
@@ -180,23 +179,6 @@ def _by_code(codes: np.ndarray, keys: np.ndarray, weights: np.ndarray | None
     for c, k, w in zip((uniq >> 40).tolist(), (uniq & ((1 << 40) - 1)).tolist(),
                        sums.tolist(), strict=True):
         out.setdefault(c, {})[k] = w
-    return out
-
-
-def _by_code_hour(codes: np.ndarray, orgs: np.ndarray, hours: np.ndarray, weights: np.ndarray
-                  ) -> dict[int, dict[tuple[int, int], int]]:
-    """``{code: {(org, hour): sum of weights}}`` over parallel arrays."""
-    if not len(codes):
-        return {}
-    order = np.lexsort((hours, orgs, codes))
-    c, o, h = codes[order], orgs[order], hours[order]
-    starts = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (o[1:] != o[:-1])
-                                  | (h[1:] != h[:-1])])
-    sums = np.add.reduceat(weights[order], starts)
-    out: dict[int, dict[tuple[int, int], int]] = {}
-    for ci, oi, hi, wi in zip(c[starts].tolist(), o[starts].tolist(), h[starts].tolist(),
-                              sums.tolist(), strict=True):
-        out.setdefault(ci, {})[(oi, hi)] = wi
     return out
 
 

@@ -13,10 +13,12 @@ rewrites the same keys.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tailor import layout
 from tailor.ingest import quarantine
-from tailor.ingest.batcher import OBJECT, Batch, top_org_hours
+from tailor.ingest.batcher import OBJECT, Batch
+from tailor.ingest.orgvolume import OrgVolume
 from tailor.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour_counts
 from tailor.storage import Store
 
@@ -33,11 +35,19 @@ def object_record(b: Batch, written_ns: int) -> ObjectRecord:
         offsets=[OffsetRange(topic=t, partition=p, first=r[0], last=r[1])
                  for (t, p), r in sorted(b.ranges.items())],
         orgs=sorted(b.orgs), hours=hour_counts(b.hours), written_ns=written_ns,
-        org_points=[b.org_points.get(o, 0) for o in sorted(b.orgs)],
-        org_bytes=[b.org_bytes.get(o, 0) for o in sorted(b.orgs)],
-        org_hours=sorted(((o, h, n) for (o, h), n in
-                          top_org_hours(b.org_hours, MAX_ORG_HOURS).items()),
-                         key=lambda t: (-t[2], t[0], t[1])))
+        **_volume(b))
+
+
+def _volume(b: Batch) -> dict[str, Any]:
+    """``org_points``/``org_bytes`` (parallel to ``sorted(b.orgs)``) and ``org_hours``."""
+    if not b.volumes:
+        return {}
+    v = OrgVolume.merge(b.volumes, MAX_ORG_HOURS)
+    pts = dict(zip(v.org.tolist(), v.points.tolist(), strict=True))
+    nbytes = dict(zip(v.org.tolist(), v.nbytes.tolist(), strict=True))
+    orgs = sorted(b.orgs)
+    return {"org_points": [pts.get(o, 0) for o in orgs],
+            "org_bytes": [nbytes.get(o, 0) for o in orgs], "org_hours": v.triples()}
 
 
 class Writer:

@@ -92,3 +92,43 @@ def test_records_written_before_the_fields_load_and_are_estimated() -> None:
     for o, n in zip(vol.org.tolist(), vol.points.tolist(), strict=True):
         got[o] += n
     assert got == {5: 30.0, 9: 30.0}  # no per-org counts: shared evenly
+
+
+def test_by_code_and_merge_count_as_python_does() -> None:
+    from tailor.ingest.orgvolume import OrgVolume, by_code
+
+    rng = np.random.default_rng(3)
+    for top_code in (4, 2000):  # one sort key, and the two-key sort for many shards
+        n, m = 500, 900
+        codes = rng.integers(0, top_code, n)
+        org = rng.integers(0, 2**32, n) % 7 * 613_000_001  # few orgs, some above 2**31
+        pts, nb = rng.integers(0, 100, n), rng.integers(52, 999, n)
+        rec = rng.integers(0, n, m)
+        hour = T0 + rng.integers(0, 5, m) * HOUR
+        hp = rng.integers(1, 50, m)
+        got = by_code(codes, org, pts, nb, codes[rec], org[rec], hour, hp)
+        want_o = Counter[tuple[int, int]]()
+        want_b = Counter[tuple[int, int]]()
+        want_h = Counter[tuple[int, int, int]]()
+        for c, o, p, b in zip(codes.tolist(), org.tolist(), pts.tolist(), nb.tolist(),
+                              strict=True):
+            want_o[(c, o)] += p
+            want_b[(c, o)] += b
+        for r, h, p in zip(rec.tolist(), hour.tolist(), hp.tolist(), strict=True):
+            want_h[(int(codes[r]), int(org[r]), h)] += p
+        assert set(got) == {c for c, _ in want_o}
+        for c, v in got.items():
+            assert v.org.tolist() == sorted(o for cc, o in want_o if cc == c)
+            assert v.points.tolist() == [want_o[(c, o)] for o in v.org.tolist()]
+            assert v.nbytes.tolist() == [want_b[(c, o)] for o in v.org.tolist()]
+            assert {(o, h): p for o, h, p in v.triples()} == {
+                (o, h): p for (cc, o, h), p in want_h.items() if cc == c}
+    # Merging sums; past `keep`, the largest org-hours stay (ties: smaller (org, hour)).
+    a = OrgVolume(*(np.array(x, np.int64) for x in (
+        [1, 2], [10, 20], [100, 200], [1, 1, 2], [T0, T0 + HOUR, T0], [5, 3, 7])))
+    b = OrgVolume(*(np.array(x, np.int64) for x in (
+        [2, 3], [1, 4], [10, 40], [2, 3, 1], [T0, T0, T0 + HOUR], [1, 8, 5])))
+    m = OrgVolume.merge([a, b], 2)  # three org-hours of 8 points: the smaller two stay
+    assert (m.org.tolist(), m.points.tolist(), m.nbytes.tolist()) == (
+        [1, 2, 3], [10, 21, 4], [100, 210, 40])
+    assert m.triples() == [(1, T0 + HOUR, 8), (2, T0, 8)]
