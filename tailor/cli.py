@@ -340,31 +340,6 @@ def status(**kw: Any) -> None:
     run(cfg, as_json=kw["as_json"])
 
 
-@main.command(short_help="Compare two S-file roots point by point; exit 0 only if identical.")
-@click.argument("a_url")
-@click.argument("b_url")
-@opt("--shard", default=None, help="Only this shard.")
-@opt("--windows", default=None, help="FROM..TO window starts to compare.")
-@opt("--json", "as_json", is_flag=True, default=False, help="Machine-readable output.")
-@s3_option
-@window_length_option
-@config_option
-@handle_errors
-def diff(**kw: Any) -> None:
-    """One-to-one comparison of two S-file roots per shard and window."""
-    from tailor.compute.diff import run
-    from tailor.layout import parse_windows
-
-    cfg = DiffConfig(
-        a=StoreConfig(url=kw["a_url"], s3_endpoint_url=kw["s3_endpoint_url"]),
-        b=StoreConfig(url=kw["b_url"], s3_endpoint_url=kw["s3_endpoint_url"]),
-        shard=kw["shard"],
-        windows=(parse_windows(kw["windows"], _windows_length(kw["window_length"]))
-                 if kw["windows"] else None),
-    )
-    sys.exit(run(cfg, as_json=kw["as_json"]))
-
-
 @main.group(short_help="Shard balance: chunk sizes per shard, and the next shards.yaml.")
 def shards() -> None:
     """Chunk sizes from the index alone (report), and a shards.yaml evening them out (plan)."""
@@ -455,6 +430,31 @@ def plan_(**kw: Any) -> None:
         shared_shards=kw["shared_shards"], for_new_store=kw["for_new_store"],
         return_below=kw["return_below"])
     run_plan(cfg, as_json=kw["as_json"])
+
+
+@main.command(short_help="Compare two S-file roots point by point; exit 0 only if identical.")
+@click.argument("a_url")
+@click.argument("b_url")
+@opt("--shard", default=None, help="Only this shard.")
+@opt("--windows", default=None, help="FROM..TO window starts to compare.")
+@opt("--json", "as_json", is_flag=True, default=False, help="Machine-readable output.")
+@s3_option
+@window_length_option
+@config_option
+@handle_errors
+def diff(**kw: Any) -> None:
+    """One-to-one comparison of two S-file roots per shard and window."""
+    from tailor.compute.diff import run
+    from tailor.layout import parse_windows
+
+    cfg = DiffConfig(
+        a=StoreConfig(url=kw["a_url"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        b=StoreConfig(url=kw["b_url"], s3_endpoint_url=kw["s3_endpoint_url"]),
+        shard=kw["shard"],
+        windows=(parse_windows(kw["windows"], _windows_length(kw["window_length"]))
+                 if kw["windows"] else None),
+    )
+    sys.exit(run(cfg, as_json=kw["as_json"]))
 
 
 @main.command(short_help="Run the whole pipeline end to end on services it starts itself.")
