@@ -58,4 +58,3 @@ STAGES: Final = (STAGE_READ, STAGE_ZSTD, STAGE_DECODE, STAGE_SORT, STAGE_ENCODE,
 #: The stages above on the scheduler's ``/metrics`` (compute/monitor.py): a counter
 #: family with labels ``stage`` and ``task`` (Dask task prefix).
 BUILD_STAGE_SECONDS: Final = "tailor_build_stage_seconds"
-
