@@ -44,16 +44,22 @@ def opt(*decls: str, **kw: Any) -> Callable[[F], F]:
     return click.option(*decls, **kw)
 
 
+def _key(p: click.Parameter) -> str:
+    env = p.envvar if isinstance(p.envvar, str) else None
+    if env and env.startswith("TAILOR_"):
+        return env[len("TAILOR_"):].lower()
+    return (p.opts[0].lstrip("-") if p.opts else str(p.name)).replace("-", "_")
+
+
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value:
         try:
             values = load_config_file(value)
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
-        # Keys are flag names; a flag stored under another name (--shards → shards_file,
-        # --from → ts_from) is found through its declaration.
-        dest = {o.lstrip("-").replace("-", "_"): p.name for p in ctx.command.params
-                if p.name for o in p.opts}
+        # A key names a flag as its TAILOR_* variable does (flush-age, shards, from; a flag
+        # stored under another name, --shards → shards_file, is found through that).
+        dest = {_key(p): p.name for p in ctx.command.params if p.name}
         ctx.default_map = {**(ctx.default_map or {}),
                            **{dest.get(k, k): v for k, v in values.items()}}
     return value

@@ -114,6 +114,12 @@ def test_plan_writes_a_file_every_command_accepts(raw: Path, tmp_path: Path) -> 
                                          "TAILOR_PLAN_OUT": str(out_file)})
     assert code == 0, out
     assert json.loads(out)["since"] > T0 + 300 * 86400 and not (tmp_path / "nope").exists()
+    # In a config file too: `out` is the output root, the plan's file is `plan-out`.
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"out: {tmp_path / 'nope'}\nplan-out: {tmp_path / 'cfg.yaml'}\n")
+    code, out = run(*base, "--config", str(cfg))
+    assert code == 0, out
+    assert load(tmp_path / "cfg.yaml") == load(out_file) and not (tmp_path / "nope").exists()
 
 
 @pytest.mark.parametrize(("flags", "named"), [
