@@ -20,8 +20,8 @@ T0 = 1767225600  # 2026-01-01T00
 W = 4 * HOUR
 
 
-def put_record(raw: Path, shard: str, batch: str, org_hour_points: dict[tuple[int, int], int],
-               *, old_format: bool = False) -> None:
+def put_record(raw: Path | StoreConfig, shard: str, batch: str,
+               org_hour_points: dict[tuple[int, int], int], *, old_format: bool = False) -> None:
     """One object's index record, under every hour it holds points of."""
     orgs = sorted({o for o, _ in org_hour_points})
     hours: dict[str, int] = {}
@@ -38,23 +38,26 @@ def put_record(raw: Path, shard: str, batch: str, org_hour_points: dict[tuple[in
         org_bytes=[] if old_format else [10 * sum(n for (o, _), n in org_hour_points.items()
                                                   if o == org) for org in orgs],
         org_hours=[] if old_format else [(o, h, n) for (o, h), n in org_hour_points.items()])
-    store = Store(StoreConfig(url=str(raw)))
+    store = Store(raw if isinstance(raw, StoreConfig) else StoreConfig(url=str(raw)))
     for h in {h for _, h in org_hour_points}:
         store.put(index_key(shard, h, batch), rec.dumps())
 
 
-@pytest.fixture()
-def raw(tmp_path: Path) -> Path:
+def fill(root: Path | StoreConfig) -> None:
     """Shared shards 2: org 2 big, orgs 4 and 6 small in org-mod-0, org 3 in org-mod-1;
-    two windows; one record in the old format."""
-    root = tmp_path / "raw"
+    two windows; the org-mod-1 records in the old format."""
     for w in (T0, T0 + W):
         put_record(root, "org-mod-0", f"a{w}", {(2, w): 900, (4, w): 60, (2, w + HOUR): 100,
                                                 (6, w + 2 * HOUR): 40})
         put_record(root, "org-mod-1", f"b{w}", {(3, w): 200, (3, w + 3 * HOUR): 100},
                    old_format=True)
+
+
+@pytest.fixture()
+def raw(tmp_path: Path) -> Path:
+    fill(tmp_path / "raw")
     (tmp_path / "shards.yaml").write_text("shared_shards: 2\n")
-    return root
+    return tmp_path / "raw"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -142,3 +145,26 @@ def test_bad_plan_flags_exit_2_naming_the_value(raw: Path, tmp_path: Path, flags
     code, out = run(*base, *flags)
     assert code == 2 and named in out, out
     assert not (tmp_path / "next.yaml").exists()
+
+
+def test_report_and_plan_on_s3(raw_store: StoreConfig, out_store: StoreConfig,
+                               tmp_path: Path) -> None:
+    fill(raw_store)
+    (tmp_path / "shards.yaml").write_text("shared_shards: 2\n")
+    ep = ["--s3-endpoint-url", str(raw_store.s3_endpoint_url), "--shards",
+          str(tmp_path / "shards.yaml")]
+    rng = ["--from", "2026-01-01T00", "--to", "2026-01-01T08"]
+    code, out = run("shards", "report", "--raw", raw_store.url, *ep, *rng, "--json")
+    assert code == 0, out
+    assert json.loads(out)["all"]["max"] == 1100
+    Store(out_store).put("org-mod-1/2026-01-01T08/_manifest.json", b"{}")  # built: T08
+    code, out = run("shards", "plan", "--raw", raw_store.url, *ep, *rng, "--since",
+                    "2026-01-01T08", "--target-chunk-points", "500", "--output-root",
+                    out_store.url, "--out", str(tmp_path / "p.yaml"))
+    assert code == 2 and "2026-01-01T12" in out, out  # after what is built
+    code, out = run("shards", "plan", "--raw", raw_store.url, *ep, *rng, "--since",
+                    "2026-01-01T12", "--target-chunk-points", "500", "--output-root",
+                    out_store.url, "--out", str(tmp_path / "p.yaml"), "--json")
+    assert code == 0, out
+    assert [m["org"] for m in json.loads(out)["moves"]] == [2]
+    assert load(tmp_path / "p.yaml").dedicated == {2: Dedicated(2, T0 + 3 * W)}
