@@ -206,8 +206,8 @@ def render_plan(doc: dict[str, Any]) -> str:
         lines.append("note: the target is met, but the search was cut short: fewer moves "
                      "may exist")
     lines.append(f"wrote {doc['out']}: review it (diff against the current file), then roll it "
-                 "out to every ingester, builder and reader before "
-                 f"{doc['since_stamp']}")
+                 "out to every builder and reader before the window starting at "
+                 f"{doc['since_stamp']} is built, and to the ingesters")
     return "\n".join(lines)
 
 
