@@ -38,8 +38,14 @@ import numpy as np
 
 from tailor import framing
 from tailor.config import FlushPolicy
+from tailor.ingest.orgvolume import OrgVolume
+from tailor.records import MAX_ORG_HOURS
 
 TP = tuple[str, int]  # (topic, partition)
+#: Org-hours a batch keeps between items (4x what its index record holds: see
+#: :data:`tailor.records.MAX_ORG_HOURS`).  Dropping some is always safe: an
+#: org's and an hour's totals stay exact, kept counts become lower bounds.
+ORG_HOURS_KEPT: Final = 4 * MAX_ORG_HOURS
 OBJECT: Final = "object"
 QUARANTINE: Final = "quarantine"
 
@@ -54,6 +60,7 @@ class Valid:
     offset, max intake_ns)`` of its payloads here.  ``hours``: hour start →
     points with ts in it; ``min_ts``/``max_ts`` None when no payload holds a
     point.  ``value_bytes``: the record values' total size (for metrics).
+    ``volume``: points and frame bytes per org and points per org-hour here.
     Made by :class:`tailor.ingest.classify.Classifier`.
     """
 
@@ -71,6 +78,7 @@ class Valid:
     min_intake_ns: int
     max_intake_ns: int
     orgs: frozenset[int]
+    volume: OrgVolume | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,8 @@ class Batch:
     min_intake_ns: int | None = None
     max_intake_ns: int | None = None
     orgs: set[int] = field(default_factory=set)
+    # Its items' per-org volume, merged (at most ORG_HOURS_KEPT org-hours) as it grows.
+    volumes: list[OrgVolume] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     sealed: bool = False
     attempts: int = 0  # failed write attempts
@@ -199,6 +209,11 @@ class Batcher:
             b.max_intake_ns = (item.max_intake_ns if b.max_intake_ns is None
                                else max(b.max_intake_ns, item.max_intake_ns))
             b.orgs |= item.orgs
+            if item.volume is not None:
+                b.volumes.append(item.volume)
+                if len(b.volumes) >= 64 or sum(len(v.oh_org) for v in b.volumes) > \
+                        2 * ORG_HOURS_KEPT:
+                    b.volumes = [OrgVolume.merge(b.volumes, ORG_HOURS_KEPT)]
             for tp, (first, last, intake) in item.ranges.items():
                 self._track(b, tp, first, last, intake)
             self.buffered_bytes += len(data)

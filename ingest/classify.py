@@ -28,6 +28,7 @@ import numpy as np
 
 from tailor import batchcheck, framing
 from tailor.ingest.batcher import TP, Invalid, Item, Valid
+from tailor.ingest.orgvolume import by_code as volumes_by_code
 from tailor.records import QuarantineEntry
 from tailor.shards import ShardMap
 
@@ -143,6 +144,9 @@ class Classifier:
         s_vbytes = np.add.reduceat(chk.vlen[order], sstart).tolist()
         hours = _by_code(codes[chk.hour_rec], chk.hour_start, chk.hour_points)
         orgs = _by_code(codes[valid], chk.org[valid], None)
+        vols = volumes_by_code(codes[valid], chk.org[valid], chk.n_points[valid],
+                               chk.vlen[valid] + framing.HEADER_SIZE, codes[chk.hour_rec],
+                               chk.org[chk.hour_rec], chk.hour_start, chk.hour_points)
         out: list[Valid] = []
         blk = 0
         for s, (a, e) in enumerate(zip(sstart.tolist(), send.tolist(), strict=True)):
@@ -159,7 +163,7 @@ class Classifier:
                 min_ts=None if s_max[s] < 0 else s_min[s],
                 max_ts=None if s_max[s] < 0 else s_max[s],
                 min_intake_ns=s_min_in[s], max_intake_ns=s_max_in[s],
-                orgs=frozenset(orgs.get(code, {}))))
+                orgs=frozenset(orgs.get(code, {})), volume=vols.get(code)))
         return out
 
 

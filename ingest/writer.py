@@ -13,11 +13,13 @@ rewrites the same keys.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tailor import layout
 from tailor.ingest import quarantine
 from tailor.ingest.batcher import OBJECT, Batch
-from tailor.records import ObjectRecord, OffsetRange, hour_counts
+from tailor.ingest.orgvolume import OrgVolume
+from tailor.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour_counts
 from tailor.storage import Store
 
 
@@ -32,7 +34,20 @@ def object_record(b: Batch, written_ns: int) -> ObjectRecord:
         min_intake_ns=b.min_intake_ns, max_intake_ns=b.max_intake_ns, topics=list(b.topics),
         offsets=[OffsetRange(topic=t, partition=p, first=r[0], last=r[1])
                  for (t, p), r in sorted(b.ranges.items())],
-        orgs=sorted(b.orgs), hours=hour_counts(b.hours), written_ns=written_ns)
+        orgs=sorted(b.orgs), hours=hour_counts(b.hours), written_ns=written_ns,
+        **_volume(b))
+
+
+def _volume(b: Batch) -> dict[str, Any]:
+    """``org_points``/``org_bytes`` (parallel to ``sorted(b.orgs)``) and ``org_hours``."""
+    if not b.volumes:
+        return {}
+    v = OrgVolume.merge(b.volumes, MAX_ORG_HOURS)
+    pts = dict(zip(v.org.tolist(), v.points.tolist(), strict=True))
+    nbytes = dict(zip(v.org.tolist(), v.nbytes.tolist(), strict=True))
+    orgs = sorted(b.orgs)
+    return {"org_points": [pts.get(o, 0) for o in orgs],
+            "org_bytes": [nbytes.get(o, 0) for o in orgs], "org_hours": v.triples()}
 
 
 class Writer:

@@ -192,3 +192,35 @@ class DiffConfig(Frozen):
     shard: str | None = None
     windows: list[int] | None = None
     examples: Annotated[int, Field(ge=0)] = 5
+
+
+class ShardsReportConfig(Frozen):
+    """``tailor shards report``: chunk sizes from the index (compute/balance.py).
+
+    ``windows``: the window starts to look at (``--from``/``--to``, resolved).
+    """
+
+    raw: StoreConfig
+    shards_file: str | None = None
+    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
+    windows: list[int]
+    top: Annotated[int, Field(ge=0)] = 3
+    metrics_file: str | None = None
+
+
+class ShardsPlanConfig(ShardsReportConfig):
+    """``tailor shards plan``: the next shards.yaml from observed volume (compute/balance.py).
+
+    ``since``: the cutover asked for (None: the next window boundary after now
+    and after everything observed and built).  ``output_root``: the S files,
+    to check ``since`` against what is built.
+    """
+
+    target_chunk_points: Annotated[int, Field(ge=1)]
+    max_moves: Annotated[int, Field(ge=0)] | None = None
+    out_file: str
+    since: int | None = None
+    output_root: StoreConfig | None = None
+    shared_shards: Annotated[int, Field(ge=1)] | None = None
+    for_new_store: bool = False
+    return_below: Annotated[float, Field(gt=0, lt=1)] = 0.5

@@ -37,6 +37,16 @@ COMMITS = Counter("tailor_ingest_commits", "Offset commits after durable flushes
 PAUSES = Counter("tailor_ingest_backpressure_pauses",
                  "Times fetching paused on the memory bound", registry=REGISTRY)
 
+# -- shard balance (`tailor shards report --metrics-file`, issue 13) ----------------
+#: Its own registry: written as a node_exporter textfile by a one-shot command.
+SHARDS_REGISTRY: Final = CollectorRegistry(auto_describe=True)
+LARGEST_CHUNK = Gauge("tailor_shards_largest_chunk_points",
+                      "Estimated points of the window's largest chunk (from the index)",
+                      ["window"], registry=SHARDS_REGISTRY)
+CHUNK_SKEW = Gauge("tailor_shards_chunk_skew",
+                   "Largest chunk / median chunk of the window (estimated points)",
+                   ["window"], registry=SHARDS_REGISTRY)
+
 # -- build stages (Dask context_meter labels and summary keys) --------------------
 STAGE_READ: Final = "read"
 STAGE_ZSTD: Final = "zstd"

@@ -37,6 +37,10 @@ class OffsetRange(_Record):
     last: int
 
 
+#: Bound on ``ObjectRecord.org_hours`` (about 25 bytes of JSON each).
+MAX_ORG_HOURS = 512
+
+
 class ObjectRecord(_Record):
     """One raw object (a flushed batch of one raw shard)."""
 
@@ -56,6 +60,16 @@ class ObjectRecord(_Record):
     orgs: list[int]  # sorted distinct org ids
     hours: dict[str, int]  # YYYY-MM-DDTHH → points with ts in that hour
     written_ns: int  # wall clock when the object became durable
+    # Volume per org (issue 13), empty in records written before it: parallel to
+    # ``orgs``, the org's points and bytes (its frames: they sum to ``bytes``).
+    org_points: list[int] = []
+    org_bytes: list[int] = []
+    # ``(org, hour start, points)`` of the object's largest org-hours, at most
+    # :data:`MAX_ORG_HOURS`, by points descending.  Each is exact or a lower
+    # bound; what the triples leave of an org's points is spread over the
+    # hours in proportion to what they leave of each hour
+    # (:func:`tailor.compute.volume.record_volume`).
+    org_hours: list[tuple[int, int, int]] = []
 
     def hour_starts(self) -> list[int]:
         return sorted(parse_stamp(h) for h in self.hours)

@@ -245,3 +245,26 @@ def load(path: str | Path | None) -> ShardMap:
         raise ConfigError(f"cannot read shards file {str(p)!r}: {exc.strerror}",
                           fix="pass --shards PATH to an existing shards.yaml") from None
     return parse(text, str(p))
+
+
+def _iso(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dump(smap: ShardMap, header: str = "") -> str:
+    """``shards.yaml`` text that :func:`parse` reads back as ``smap`` (times as ISO UTC).
+
+    ``header`` lines are written first as ``#`` comments.
+    """
+    lines = [f"# {h}".rstrip() for h in header.splitlines()]
+    lines.append(f"shared_shards: {smap.shared_shards}")
+    if smap.dedicated:
+        lines.append("dedicated:")
+    for org in sorted(smap.dedicated):
+        d = smap.dedicated[org]
+        lines.append(f"  - org: {org}")
+        if d.since is not None:
+            lines.append(f"    since: {_iso(d.since)}")
+        if d.until is not None:
+            lines.append(f"    until: {_iso(d.until)}")
+    return "\n".join(lines) + "\n"
