@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 
-from tailor.compute.ready import ChunkRow, chunk_rows, ingest_watermark, moves, records_to_read
+from tailor.compute.ready import (
+    ChunkRow,
+    chunk_rows,
+    durable_until,
+    ingest_watermark,
+    moves,
+    records_to_read,
+)
 from tailor.config import StatusConfig
 from tailor.errors import ConfigError, StorageError
 from tailor.layout import WINDOW_SECONDS, hours, index_dir, index_key, parse_stamp
@@ -184,7 +191,7 @@ def render_json(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
         "raw_leftovers": _leftovers_dict(leftovers),
         "watermark_ns": ingest_watermark(watermarks),
         "partitions": [{"group": w.group, "topic": w.topic, "partition": w.partition,
-                        "committed": w.committed, "durable_until_ns": w.durable_until_ns,
+                        "committed": w.committed, "durable_until_ns": durable_until(w),
                         "caught_up": w.caught_up} for w in watermarks],
         "shards": {},
     }

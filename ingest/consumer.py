@@ -44,7 +44,7 @@ from tailor.errors import StorageError, TailorError
 from tailor.ingest.batcher import OBJECT, TP, Batch, Batcher, Invalid, Item, item_tps
 from tailor.ingest.classify import Classifier
 from tailor.ingest.writer import Writer
-from tailor.records import Watermark
+from tailor.records import CLOCK_SLACK_NS, Watermark
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
@@ -309,7 +309,8 @@ class Ingester:
                     metrics.OBJECT_BYTES.observe(b.nbytes)
                 self.stats["objects"] += 1
                 log.debug("durable: %s (%d payloads, %d bytes)", key, b.payloads, b.nbytes)
-                self.batcher.done(b)
+                # intake_ns is untrusted: readiness never believes it past the clock.
+                self.batcher.done(b, intake_limit_ns=time.time_ns() + CLOCK_SLACK_NS)
                 metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
         finally:
             self.inflight.pop(b.serial, None)

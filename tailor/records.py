@@ -15,6 +15,7 @@ state half (``tailor.ingest``) and the compute half (``tailor.compute``):
 from __future__ import annotations
 
 import json
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -84,13 +85,20 @@ def hour_counts(ts_hours: dict[int, int]) -> dict[str, int]:
     return {stamp(h): n for h, n in sorted(ts_hours.items())}
 
 
+#: How far ahead of a clock an untrusted time (a payload's ``intake_ns``, a
+#: watermark written on another host) may be before it counts as that clock
+#: plus this, for readiness: ingest clamps intake times to its wall clock plus
+#: this, readers clamp watermarks to their own.
+CLOCK_SLACK_NS: Final = 60 * 10**9
+
+
 class Watermark(_Record):
     """Durable progress of one partition of one consumer group.
 
     Everything below ``committed`` is durable.  ``max_intake_ns`` is the
-    largest intake time among durable payloads; when ``caught_up`` (nothing
-    was left to fetch when committing) the partition is durable up to
-    ``updated_ns`` as well.
+    largest intake time among the durable payloads below ``committed``; when
+    ``caught_up`` (nothing was left to fetch when committing) the partition is
+    durable up to ``updated_ns`` as well.
     """
 
     version: int = 1
@@ -105,7 +113,16 @@ class Watermark(_Record):
 
     @property
     def durable_until_ns(self) -> int:
-        return max(self.max_intake_ns, self.updated_ns if self.caught_up else 0)
+        """How far the partition is durable (ns), from this record alone.
+
+        ``max_intake_ns`` counts at most :data:`CLOCK_SLACK_NS` past
+        ``updated_ns``: a payload durable when the record was written was
+        accepted by intake before then (one hostile ``intake_ns`` must not
+        move readiness to the year 2554).  Readers also clamp the result to
+        their clock (:func:`tailor.compute.ready.durable_until`).
+        """
+        intake = min(self.max_intake_ns, self.updated_ns + CLOCK_SLACK_NS)
+        return max(intake, self.updated_ns if self.caught_up else 0)
 
 
 class QuarantineEntry(_Record):
