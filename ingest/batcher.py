@@ -116,6 +116,13 @@ class PartState:
     max_intake_ns: int = 0
     # Durable batches not wholly inside the prefix yet: (last offset, max intake_ns).
     durable_above: list[tuple[int, int]] = field(default_factory=list)
+    fetched: int | None = None  # after the last record fetched (classified or not)
+
+    def settled(self) -> bool:
+        """Every record fetched since assignment is durable and committed (or
+        none was fetched): nothing of this partition is buffered or in flight."""
+        return not self.pending and self.fetched == self.next_offset == (
+            None if self.next_offset is None else self.committed)
 
     def committable(self) -> int | None:
         if self.pending:
@@ -194,6 +201,13 @@ class Batcher:
         """Start tracking ``tps`` afresh (new state objects)."""
         for topic, part in tps:
             self.parts[(topic, part)] = PartState(topic, part)
+
+    def fetched(self, tp: TP, next_offset: int) -> None:
+        """Records of ``tp`` below ``next_offset`` were fetched (they are added
+        once classified); ignored when ``tp`` is not assigned."""
+        part = self.parts.get(tp)
+        if part is not None:
+            part.fetched = max(part.fetched or 0, next_offset)
 
     def revoke(self, tps: list[TP]) -> None:
         """Forget ``tps``; batches holding their records are still flushed (harmless)."""

@@ -97,8 +97,10 @@ class Watermark(_Record):
 
     Everything below ``committed`` is durable.  ``max_intake_ns`` is the
     largest intake time among the durable payloads below ``committed``; when
-    ``caught_up`` (nothing was left to fetch when committing) the partition is
-    durable up to ``updated_ns`` as well.
+    ``caught_up`` (``committed`` was at the broker's high-water mark observed
+    at ``high_water_ns``) the partition is durable up to ``high_water_ns`` as
+    well (``updated_ns`` in records written before that field).  Rules:
+    :mod:`tailor.ingest.watermarks`.
     """
 
     version: int = 1
@@ -110,6 +112,7 @@ class Watermark(_Record):
     max_intake_ns: int
     caught_up: bool
     updated_ns: int
+    high_water_ns: int | None = None  # wall clock when ``high_water`` was observed
 
     @property
     def durable_until_ns(self) -> int:
@@ -122,7 +125,11 @@ class Watermark(_Record):
         their clock (:func:`tailor.compute.ready.durable_until`).
         """
         intake = min(self.max_intake_ns, self.updated_ns + CLOCK_SLACK_NS)
-        return max(intake, self.updated_ns if self.caught_up else 0)
+        if not self.caught_up:
+            return intake
+        seen = self.updated_ns if self.high_water_ns is None else \
+            min(self.high_water_ns, self.updated_ns)
+        return max(intake, seen)
 
 
 class QuarantineEntry(_Record):

@@ -197,3 +197,24 @@ def rows_for_listing(records: list[ObjectRecord], manifests: dict[tuple[str, int
                      listing: dict[str, dict[str, list[int]]]) -> list[ChunkRow]:
     return chunk_rows(SMAP, SMAP.all_shards(), records, manifests, [wm(0, T0 + 9 * W)],
                       length=W, grace_s=900, listing=listing)
+
+
+def test_status_names_stale_watermarks_of_retired_partitions() -> None:
+    import json
+    import time
+
+    from tailor.compute.status import render_json, render_table, stale_watermarks
+
+    now = time.time_ns()
+    live = Watermark(group="g", topic="live", partition=0, committed=9, high_water=9,
+                     max_intake_ns=0, caught_up=True, updated_ns=now - 30 * NS)
+    retired = live.model_copy(update={"topic": "retired", "partition": 3,
+                                      "updated_ns": now - 3 * 3600 * NS})
+    assert stale_watermarks([live, retired], now) == [retired]
+    text = render_table([], SMAP, [], [live, retired])
+    assert "1 stale watermark(s)" in text and "g retired/3: last written 3 h ago" in text
+    assert "live/0" not in text
+    doc = json.loads(render_json([], SMAP, [], [live, retired]))
+    assert [(p["topic"], p["stale"]) for p in doc["partitions"]] == [
+        ("live", False), ("retired", True)]
+    assert "stale" not in render_table([], SMAP, [], [live])
