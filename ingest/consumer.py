@@ -164,7 +164,8 @@ class Ingester:
                 self.last_activity = now
                 for tp, recs in data.items():
                     if recs:
-                        self.batcher.fetched((tp.topic, tp.partition), recs[-1].offset + 1)
+                        self.batcher.fetched((tp.topic, tp.partition), recs[0].offset,
+                                             recs[-1].offset + 1)
                 fetch = [((tp.topic, tp.partition), recs) for tp, recs in data.items()]
                 # Records are of the current assignment: remember its epoch.
                 self.classifying.append((self.epoch, asyncio.get_running_loop().run_in_executor(
@@ -182,9 +183,10 @@ class Ingester:
                 self._log_summary()
                 next_log = now + self.cfg.log_every_s
             # Idle = nothing fetched for idle_s *and* caught up: a slow broker or a
-            # rebalance pause with records still behind the high water is not idle.
+            # rebalance pause with records still behind the high water is not idle,
+            # nor is a backpressure pause (its high-water marks are not refreshed).
             if (idle_s is not None and now - self.last_activity >= idle_s and self.lag() == 0
-                    and not self.classifying):
+                    and not self.classifying and not self.paused):
                 log.info("nothing new for %.1f s and caught up: stopping", idle_s)
                 return
         while self.classifying:  # stopping: keep what was fetched
@@ -285,6 +287,7 @@ class Ingester:
         elif self.paused and self.batcher.buffered_bytes < limit * 3 // 4:
             self.paused = False
             self.wm.resumed(time.time_ns())
+            self.last_activity = time.monotonic()  # not idle before fresh fetches
             self.consumer.resume(*self.consumer.assignment())
             log.info("buffered %d bytes: resuming fetch", self.batcher.buffered_bytes)
         if self.paused:  # new assignments start unpaused: pause them too
