@@ -224,7 +224,7 @@ def _run(points: int, workdir: str | None, use_s3: bool) -> int:
         smap = load(str(shards_path))
         bcfg = BuildConfig(raw=raw, out=out, shards=smap.all_shards(), windows=[],
                            shards_file=str(shards_path), ready=True)
-        cluster = stack.enter_context(local_cluster(2))
+        cluster = stack.enter_context(local_cluster(2, processes=False))  # as `tailor build`
         client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         dashboard = client.dashboard_link
         _say(f"Dask dashboard {dashboard}")
