@@ -130,11 +130,16 @@ def test_failing_chunk_does_not_stop_others(client: Client, tmp_path: Path) -> N
     res = build.build_chunks(client, cfg, [(SHARD, T0), (SHARD, T0 + W)])
     assert res[0].ok and not res[1].ok
     assert res[1].error is not None and "broken" in res[1].error
-    assert read_manifest(Store(out_cfg), SHARD, T0 + W) is None
+    out = Store(out_cfg)
+    assert read_manifest(out, SHARD, T0 + W) is None
+    # the other chunk is built, and right
+    assert rows_of(chunk_table(out, SHARD, T0)[1]) == expected(gens, SHARD, SMAP, T0)
     # the CLI entry: exit 1, the failed chunk named
     assert build.run(cfg) == 1
     ok_cfg = cfg.model_copy(update={"windows": [T0]})
     assert build.run(ok_cfg) == 0
+    assert rows_of(chunk_table(out, SHARD, T0)[1]) == expected(gens, SHARD, SMAP, T0)
+    assert read_manifest(out, SHARD, T0 + W) is None
 
 
 def test_cli_read_formats(client: Client, tmp_path: Path) -> None:

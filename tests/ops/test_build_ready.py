@@ -20,7 +20,7 @@ from tailor.compute.diff import read_chunk
 from tailor.compute.ready import build_ready, chunk_rows
 from tailor.compute.status import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.layout import HOUR
+from tailor.layout import HOUR, stamp
 from tailor.services import Broker, create_topics
 from tailor.shards import load
 from tailor.storage import Store
@@ -209,22 +209,32 @@ def test_one_failing_chunk_does_not_stop_the_others(
     smap = load(stream.shards_file)
     st = load_state(raw, Store(StoreConfig(url=str(tmp_path / "out"))), smap, smap.all_shards())
     rows = chunk_rows(smap, smap.all_shards(), st.records, {}, [], length=W, grace_s=0)
-    # Remove the one raw object of a chunk that has exactly one: that chunk must fail.
+    # Remove the one raw object of a chunk that has exactly one: that chunk must fail,
+    # and so must every other chunk that object holds points of; nothing else.
     victim = next(r for r in rows if r.objects == 1)
-    key = next(rec.key for rec in st.records
+    rec = next(rec for rec in st.records
                if victim.shard == rec.shard and rec.points_in(victim.start, W))
-    raw.delete([key])
-    cli = ["build", "--raw", str(raw_copy), "--out", str(tmp_path / "out"), "--all-shards",
+    raw.delete([rec.key])
+    expected = stream.synth.expected()
+    doomed = {(s, w) for s, w in expected if s == rec.shard and rec.points_in(w, W)}
+    assert (victim.shard, victim.start) in doomed and len(doomed) < len(expected)
+    out = tmp_path / "out"
+    cli = ["build", "--raw", str(raw_copy), "--out", str(out), "--all-shards",
            "--ready", "--shards", stream.shards_file, "--scheduler",
            dask_client.scheduler.address]
     res = CliRunner().invoke(main, cli)
     assert res.exit_code == 1, res.output
     failed = [ln for ln in res.output.splitlines() if ln.startswith("failed")]
-    assert failed and all(victim.shard in ln for ln in failed), res.output
-    assert any(key.rsplit("/", 1)[-1] in ln or "FileNotFound" in ln or "not found" in ln.lower()
-               for ln in failed), res.output
+    assert len(failed) == len(doomed) and all(victim.shard in ln for ln in failed), res.output
+    assert any(rec.key.rsplit("/", 1)[-1] in ln or "FileNotFound" in ln
+               or "not found" in ln.lower() for ln in failed), res.output
     built = [ln for ln in res.output.splitlines() if ln.startswith("built")]
-    assert len(built) >= 1
+    assert len(built) == len(expected) - len(doomed), res.output
+    # every other chunk is built and equals the oracle; the failed ones are not published
+    others = {k: t for k, t in expected.items() if k not in doomed}
+    store = Store(StoreConfig(url=str(out)))
+    assert mismatches(store, others) == []
+    assert not any(store.exists(f"{s}/{stamp(w)}/_manifest.json") for s, w in doomed)
 
 
 def test_status_skips_folders_that_are_not_chunks(tmp_path: Path) -> None:
