@@ -68,7 +68,7 @@ class Writer:
         is safe.
         """
         if b.kind != OBJECT:
-            return quarantine.write(self.store, b)
+            return quarantine.write(self.store, b, concurrency=self.concurrency)
         key = layout.object_key(b.key, b.batch_id)
         self.store.put(key, b.data(), part_size=self.part_size, concurrency=self.concurrency)
         rec = object_record(b, time.time_ns()).dumps()

@@ -5,7 +5,7 @@ Raw store (``--raw``)::
     objects/{hh}/{shard}/{batch}.tlr          framed payloads (tailor.framing)
     index/{shard}/{YYYY-MM-DDTHH}/{batch}.json one record per object per hour
                                               of point ts it holds points of
-    quarantine/{topic}/{partition}/{first}-{last}-{batch}.jsonl
+    quarantine/{topic}/{partition}/{offset:020d}.json  one invalid record
     watermarks/{group}/{topic}/{partition}.json
 
 ``hh`` is a 4-hex-digit prefix derived from the batch id (spreads S3 load,
@@ -102,8 +102,10 @@ def index_key(shard: str, hour: int, batch_id: str) -> str:
     return f"{index_dir(shard, hour)}/{batch_id}.json"
 
 
-def quarantine_key(topic: str, partition: int, first: int, last: int, batch_id: str) -> str:
-    return f"quarantine/{topic}/{partition}/{first:020d}-{last:020d}-{batch_id}.jsonl"
+def quarantine_key(topic: str, partition: int, offset: int) -> str:
+    """One invalid record's entry: its coordinates alone name it, so writing it
+    again (a retry, a redelivery after a crash) rewrites the same key."""
+    return f"quarantine/{topic}/{partition}/{offset:020d}.json"
 
 
 def watermark_key(group: str, topic: str, partition: int) -> str:

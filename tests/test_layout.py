@@ -69,6 +69,5 @@ def test_keys() -> None:
     assert k.startswith("objects/") and k.endswith("/org-mod-1/b-1.tlr")
     assert k == L.object_key("org-mod-1", "b-1") and len(L.batch_prefix("b-1")) == 4
     assert L.index_key("s", T0, "b") == "index/s/2026-01-01T00/b.json"
-    q = L.quarantine_key("t", 2, 5, 10, "b")
-    assert q == f"quarantine/t/2/{5:020d}-{10:020d}-b.jsonl"
+    assert L.quarantine_key("t", 2, 5) == f"quarantine/t/2/{5:020d}.json"
     assert L.watermark_key("g", "t", 3) == "watermarks/g/t/3.json"
