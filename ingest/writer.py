@@ -12,15 +12,22 @@ rewrites the same keys.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import time
+import uuid
 from typing import Any
 
 from tailor import layout
+from tailor.errors import ConfigError, StorageError
 from tailor.ingest import quarantine
 from tailor.ingest.batcher import OBJECT, Batch
 from tailor.ingest.orgvolume import OrgVolume
 from tailor.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour_counts
-from tailor.storage import Store
+from tailor.storage import Store, failure_reason
+
+log = logging.getLogger("tailor.ingest")
 
 
 def object_record(b: Batch, written_ns: int) -> ObjectRecord:
@@ -48,6 +55,30 @@ def _volume(b: Batch) -> dict[str, Any]:
     orgs = sorted(b.orgs)
     return {"org_points": [pts.get(o, 0) for o in orgs],
             "org_bytes": [nbytes.get(o, 0) for o in orgs], "org_hours": v.triples()}
+
+
+def probe(store: Store) -> None:
+    """Check that ``store`` takes writes: put a small object under ``_probe/``, delete it.
+
+    Blocks (the store retries transient errors itself).  Raises
+    :class:`tailor.errors.ConfigError` (the CLI exits 2) naming the store and
+    the fix when the put fails; a failed delete is only logged (the object is
+    harmless and nothing reads ``_probe/``).
+    """
+    key = layout.probe_key(f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        store.put(key, b"tailor ingest write probe\n")
+    except StorageError as exc:
+        reason = failure_reason(exc)
+        fix = exc.fix if reason in ("NoSuchBucket", "NotFound") or exc.fix is None else (
+            f"{exc.fix}; check that the store URL, --s3-endpoint-url and the AWS_* "
+            "credentials allow writing there")
+        raise ConfigError(f"the raw store {store.url} cannot be written", key=key,
+                          reason=exc.context.get("reason", reason), fix=fix) from None
+    try:
+        store.delete([key])
+    except StorageError as exc:
+        log.warning("could not delete the write probe %s (harmless): %s", key, exc)
 
 
 class Writer:

@@ -7,6 +7,7 @@ Raw store (``--raw``)::
                                               of point ts it holds points of
     quarantine/{topic}/{partition}/{offset:020d}.json  one invalid record
     watermarks/{group}/{topic}/{partition}.json
+    _probe/{name}                             `tailor ingest`'s start-up write check
 
 ``hh`` is a 4-hex-digit prefix derived from the batch id (spreads S3 load,
 deterministic so that a replayed batch rewrites the same key).
@@ -106,6 +107,11 @@ def quarantine_key(topic: str, partition: int, offset: int) -> str:
     """One invalid record's entry: its coordinates alone name it, so writing it
     again (a retry, a redelivery after a crash) rewrites the same key."""
     return f"quarantine/{topic}/{partition}/{offset:020d}.json"
+
+
+def probe_key(name: str) -> str:
+    """A start-up write probe (put, then deleted); nothing reads ``_probe/``."""
+    return f"_probe/{name}"
 
 
 def watermark_key(group: str, topic: str, partition: int) -> str:
