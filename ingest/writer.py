@@ -2,7 +2,10 @@
 
 Order matters and is the whole point: the object first, then one
 :class:`tailor.records.ObjectRecord` copy under ``index/{shard}/{hour}/`` for
-every hour of point ts the object holds points of, and only when all of them
+every hour of point ts the object holds points of (or, for an object whose
+points spread over many hours, one copy per coarser bucket of hours:
+:func:`tailor.layout.index_placement`, at most
+:data:`tailor.layout.MAX_INDEX_COPIES` copies), and only when all of them
 are durable does :meth:`Writer.write` return (after which the consumer may
 commit the offsets).  A batch whose payloads hold no point at all gets no
 index record (a build has nothing to find in it).  Keys are deterministic per
@@ -103,6 +106,6 @@ class Writer:
         key = layout.object_key(b.key, b.batch_id)
         self.store.put(key, b.data(), part_size=self.part_size, concurrency=self.concurrency)
         rec = object_record(b, time.time_ns()).dumps()
-        for hour in sorted(b.hours):
-            self.store.put(layout.index_key(b.key, hour, b.batch_id), rec)
+        for index_key in layout.index_keys(b.key, b.hours, b.batch_id):
+            self.store.put(index_key, rec)
         return key
