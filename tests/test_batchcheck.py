@@ -188,6 +188,28 @@ def test_validate_gives_what_the_contract_says() -> None:
         assert isinstance(want, Valid) and p.points().tobytes() == want.points.tobytes(), i
 
 
+def test_an_unexpected_exception_costs_one_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug while classifying one record makes it invalid (internal_error, with the
+    exception text), never an exception out of check(); the others are decided."""
+    real = pl.validate
+
+    def buggy(key: bytes | None, value: bytes | None) -> pl.Payload:
+        if key == b"7":
+            raise RuntimeError("boom at record 7")
+        return real(key, value)
+
+    monkeypatch.setattr(pl, "validate", buggy)
+    raw = pl.HEADER.pack(pl.MAGIC, 7, 1, 0, 0)
+    bad_size = zstandard.ZstdCompressor().compress(raw + b"x")  # goes to the Python path
+    keys: list[bytes | None] = [b"5", b"7", b"9" * 5000, b"5"]
+    vals: list[bytes | None] = [pl.encode(5, 1, _points(3, 1)), bad_size, b"junk",
+                                pl.encode(5, 2, _points(3, 2))]
+    chk = batchcheck.check(keys, vals)
+    assert chk.ok.tolist() == [True, False, False, True]
+    assert chk.errors[1].reason == pl.INTERNAL_ERROR and "boom at record 7" in chk.errors[1].detail
+    assert chk.errors[2].reason == pl.NOT_ONE_FRAME
+
+
 def test_kernel_accepts_ordinary_payloads_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid payloads with at most K_HOURS hours never reach the Python path."""
     assert zstdframe.DECOMPRESS is not None, "libzstd must load: the kernel is what is tested"

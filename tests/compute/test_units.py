@@ -39,6 +39,18 @@ def test_plan_dedupes_filters_and_splits() -> None:
     assert split_ranges("k", 0, 10) == []
 
 
+def test_plan_skips_a_wide_object_with_no_point_in_the_window() -> None:
+    """Records read from a coarse index bucket may span the window without a point in it."""
+    around = _rec("w", [7]).model_copy(update={
+        "min_ts": T0 - 10 * W, "max_ts": T0 + 10 * W,
+        "hours": {"2025-12-30T00": 5, "2026-01-03T00": 5}})
+    inside = around.model_copy(update={"key": "v", "hours": {"2025-12-30T00": 3,
+                                                            "2026-01-01T02": 7}})
+    p = plan_chunk("org-mod-7", T0, W, [(around, None), (inside, None)], range_bytes=10**6,
+                   rows_per_partition=100)
+    assert [i.key for i in p.inputs] == ["v"] and p.est_points == 7
+
+
 def _frames(n: int, seed: int = 0) -> tuple[bytes, list[Gen]]:
     gens = mixed_payloads(seed, n_payloads=n, per_payload=20)[:n]
     return b"".join(frame_of(g, i) for i, g in enumerate(gens)), gens

@@ -3,7 +3,8 @@
 It forwards every request unchanged, except that a share ``fail_rate`` of them
 (decided by a seeded RNG) is answered with S3's ``503 SlowDown`` error, and
 each forwarded request may be delayed by ``delay_s``.  It counts requests by
-method and outcome so tests can see faults were injected.
+method and outcome so tests can see faults were injected, and records every
+request's method and path.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class FaultProxy:
         self.delay_s = delay_s
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.lock = threading.Lock()
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -102,6 +104,8 @@ class FaultProxy:
 
             def _any(self) -> None:
                 body = self._body()
+                with proxy.lock:
+                    proxy.requests.append((self.command, self.path))
                 if proxy._decide():
                     with proxy.lock:
                         proxy.counts[f"{self.command} 503"] += 1
