@@ -176,6 +176,9 @@ def produce(**kw: Any) -> None:
      help="On SIGTERM/SIGINT: flush, commit and exit within this long.")
 @opt("--metadata-max-age", default="60s", show_default=True,
      help="How often topic metadata is refreshed (new topics matching --topics join).")
+@opt("--watermark-interval", default="30s", show_default=True,
+     help="Rewrite every assigned partition's watermark at least this often (a quiet "
+          "partition must not hold `build --ready` back).")
 @shards_option
 @config_option
 @handle_errors
@@ -207,6 +210,8 @@ def ingest(**kw: Any) -> None:
         log_every_s=parse_duration(kw["log_every"], what="--log-every"),
         shutdown_deadline_s=parse_duration(kw["shutdown_deadline"], what="--shutdown-deadline"),
         metadata_max_age_s=parse_duration(kw["metadata_max_age"], what="--metadata-max-age"),
+        watermark_interval_s=parse_duration(kw["watermark_interval"],
+                                            what="--watermark-interval"),
     )
     sys.exit(run(cfg))
 

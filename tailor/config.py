@@ -94,6 +94,9 @@ class IngestConfig(Frozen):
     metadata_max_age_s: Annotated[float, Field(gt=0)] = 60.0  # topic-pattern refresh period
     log_every_s: Annotated[float, Field(gt=0)] = 30.0
     exit_when_idle_s: Annotated[float, Field(gt=0)] | None = None
+    # Every assigned partition's watermark is rewritten at least this often, so
+    # a quiet partition does not hold `build --ready` back (ingest/watermarks.py).
+    watermark_interval_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("topic_pattern")
     @classmethod
