@@ -36,6 +36,7 @@ import socket
 import threading
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -44,7 +45,7 @@ from pydantic import ValidationError
 
 from tailor.config import BuildConfig
 from tailor.errors import TailorError
-from tailor.layout import HOUR, object_key, parse_stamp, stamp, window_start
+from tailor.layout import HOUR, object_key, stamp, window_start
 from tailor.records import CLOCK_SLACK_NS, Manifest, ObjectRecord, Watermark, _Record
 from tailor.shards import Dedicated, ShardMap
 from tailor.shards import load as load_shards
@@ -171,11 +172,12 @@ def _windows_of_hours(hour_starts: Iterable[int], length: int) -> set[int]:
 
 
 def _windows_of(r: ObjectRecord, length: int) -> set[int]:
-    return _windows_of_hours((parse_stamp(h) for h, n in r.hours.items() if n > 0), length)
+    return _windows_of_hours(r.hour_table[0], length)
 
 
 #: What a listing of ``index/`` shows without reading a record:
-#: raw shard → batch id → hour starts the object is indexed under.
+#: raw shard → batch id → hour starts the object is indexed under, empty for
+#: an object indexed under coarser buckets only (its hours are in its record).
 Listing = Mapping[str, Mapping[str, Iterable[int]]]
 
 
@@ -202,9 +204,10 @@ def records_to_read(smap: ShardMap, shards: Sequence[str], listing: Listing,
         for batch, hrs in batches.items():
             key = object_key(raw, batch)
             wins = _windows_of_hours(hrs, length)
-            if any(key not in inputs.get((s, w), ())
-                   for s, org in targets for w in wins
-                   if org is None or _org_in_window(smap, s, smap.dedicated[org], w, w + length)):
+            coarse = not wins and bool(targets)  # only its record knows its hours
+            if coarse or any(
+                    key not in inputs.get((s, w), ()) for s, org in targets for w in wins
+                    if org is None or _org_in_window(smap, s, smap.dedicated[org], w, w + length)):
                 need.add((raw, batch))
     return need
 
@@ -231,11 +234,11 @@ def _max_ts(records: Sequence[ObjectRecord], start: int, end: int) -> int | None
         if start <= r.max_ts < end:
             m = r.max_ts
         else:
-            hrs = [parse_stamp(h) for h, n in r.hours.items()
-                   if n > 0 and start <= parse_stamp(h) < end]
-            if not hrs:
+            starts = r.hour_table[0]
+            i = bisect_left(starts, end) - 1  # the last hour with points before end
+            if i < 0 or starts[i] < start:
                 continue
-            m = min(max(hrs) + HOUR, end) - 1
+            m = min(starts[i] + HOUR, end) - 1
         best = m if best is None else max(best, m)
     return best
 

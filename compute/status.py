@@ -27,8 +27,8 @@ from tailor.compute.ready import (
     records_to_read,
 )
 from tailor.config import StatusConfig
-from tailor.errors import ConfigError, StorageError
-from tailor.layout import WINDOW_SECONDS, hours, index_dir, index_key, parse_stamp
+from tailor.errors import StorageError
+from tailor.layout import WINDOW_SECONDS, hours, index_dirs_of_hours, parse_index_dir
 from tailor.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, load
 from tailor.storage import Store
@@ -105,17 +105,21 @@ def raw_shards_for(smap: ShardMap, shards: Iterable[str]) -> list[str]:
 
 def load_records(raw: Store, raw_shards: Iterable[str],
                  hour_starts: Iterable[int] | None = None) -> list[ObjectRecord]:
-    """Index records of ``raw_shards`` (every hour, or only ``hour_starts``).
+    """Index records of ``raw_shards`` (every hour, or objects of ``hour_starts``).
 
-    An object is indexed under each hour it holds points of; each object is
-    read once.
+    An object is indexed under each hour it holds points of, or under each
+    coarser bucket (``tailor.layout.index_placement``); each object is read
+    once.  With ``hour_starts`` the records of coarse buckets holding those
+    hours are read too, whether or not they hold points there: filter by
+    their ``hours``.
     """
     keys: dict[str, str] = {}  # batch file name → first key
+    hrs = None if hour_starts is None else sorted(set(hour_starts))
     for rs in raw_shards:
-        if hour_starts is None:
+        if hrs is None:
             listed = raw.list(f"index/{rs}/")
-        else:
-            listed = [k for h in hour_starts for k in raw.list(index_dir(rs, h) + "/")]
+        else:  # the hours, and the coarser buckets holding them
+            listed = [k for d in index_dirs_of_hours(rs, hrs) for k in raw.list(d + "/")]
         for k in listed:
             if k.endswith(".json"):
                 keys.setdefault(f"{rs}/{k.rsplit('/', 1)[-1]}", k)
@@ -123,20 +127,32 @@ def load_records(raw: Store, raw_shards: Iterable[str],
 
 
 def list_index(raw: Store, raw_shards: Iterable[str]) -> dict[str, dict[str, set[int]]]:
-    """raw shard → batch id → hour starts it is indexed under (listing only)."""
+    """raw shard → batch id → hour starts it is indexed under (listing only;
+    empty for an object indexed under coarser buckets: see :func:`scan_index`)."""
+    return scan_index(raw, raw_shards)[0]
+
+
+def scan_index(raw: Store, raw_shards: Iterable[str]
+               ) -> tuple[dict[str, dict[str, set[int]]], dict[tuple[str, str], str]]:
+    """One listing of ``index/{raw_shard}/`` per raw shard: :func:`list_index`'s
+    mapping, and one index key per ``(raw shard, batch id)`` to read its record at."""
     out: dict[str, dict[str, set[int]]] = {}
+    keys: dict[tuple[str, str], str] = {}
     for rs in raw_shards:
         batches = out.setdefault(rs, {})
         for k in raw.list(f"index/{rs}/"):
             parts = k.split("/")
             if len(parts) != 4 or not parts[3].endswith(".json"):
                 continue
-            try:
-                hour = parse_stamp(parts[2], what="index hour")
-            except ConfigError:
+            where = parse_index_dir(parts[2])
+            if where is None:
                 continue  # not Tailor's
-            batches.setdefault(parts[3][:-5], set()).add(hour)
-    return out
+            batch = parts[3][:-5]
+            hours = batches.setdefault(batch, set())
+            if where[0] == 0:
+                hours.add(where[1])
+            keys.setdefault((rs, batch), k)
+    return out, keys
 
 
 def load_watermarks(raw: Store) -> list[Watermark]:
@@ -165,10 +181,10 @@ def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
     raw.invalidate()
     out.invalidate()
     manifests = load_manifests(out, shards)
-    listing = list_index(raw, raw_shards_for(smap, shards))
+    listing, where = scan_index(raw, raw_shards_for(smap, shards))
     need = ({(rs, b) for rs, bs in listing.items() for b in bs} if full else
             records_to_read(smap, shards, listing, manifests, length=length))
-    keys = sorted(index_key(rs, min(listing[rs][b]), b) for rs, b in need)
+    keys = sorted(where[n] for n in need)
     records = [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, keys)]
     return State(records, manifests, load_watermarks(raw), listing)
 

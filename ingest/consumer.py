@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -49,14 +50,15 @@ from tailor.ingest.watermarks import Watermarks
 from tailor.ingest.writer import Writer
 from tailor.records import CLOCK_SLACK_NS, Watermark
 from tailor.shards import ShardMap
-from tailor.storage import Store
+from tailor.storage import Store, failure_reason
 
 log = logging.getLogger("tailor.ingest")
 POLL_MS = 200
 MAX_RECORDS = 5000
 CLASSIFY_THREADS = 2  # classifier kernels release the GIL: fetches classify in parallel
 CLASSIFY_AHEAD = 3  # fetches being classified while the next one is fetched
-RETRY_MAX_S = 30.0
+RETRY_BASE_S = 0.25  # a failed write is retried after ~0.5 s, 1 s, 2 s … (jittered) …
+RETRY_MAX_S = 30.0  # … up to this, for as long as it keeps failing
 T = TypeVar("T")
 
 
@@ -179,6 +181,7 @@ class Ingester:
             await self._commit()
             await self._heartbeat()
             self._update_lag()
+            self._update_oldest()
             if now >= next_log:
                 self._log_summary()
                 next_log = now + self.cfg.log_every_s
@@ -310,13 +313,8 @@ class Ingester:
                 t0 = time.monotonic()
                 try:
                     key = await self._blocking(self.writer.write, b)
-                except StorageError as exc:
-                    b.attempts += 1
-                    b.retry_at = time.monotonic() + min(RETRY_MAX_S, 0.5 * 2 ** b.attempts)
-                    self.stats["write_failures"] += 1
-                    log.warning("write of batch %s (%s %s) failed, attempt %d, retrying in "
-                                "%.1f s: %s", b.batch_id, b.kind, b.key, b.attempts,
-                                b.retry_at - time.monotonic(), exc)
+                except Exception as exc:  # any failure: retried, never lost or stuck
+                    self._failed(b, exc)
                     return
                 metrics.FLUSH_SECONDS.observe(time.monotonic() - t0)
                 if b.kind == OBJECT:
@@ -329,6 +327,19 @@ class Ingester:
         finally:
             self.inflight.pop(b.serial, None)
 
+    def _failed(self, b: Batch, exc: Exception) -> None:
+        """Count a failed write of ``b`` and set when to retry it (capped
+        exponential backoff with jitter, whatever the error)."""
+        b.attempts += 1
+        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** b.attempts) * random.uniform(0.5, 1.0)
+        b.retry_at = time.monotonic() + delay
+        reason = failure_reason(exc)
+        metrics.STORE_WRITE_FAILURES.labels(reason).inc()
+        self.stats["write_failures"] += 1
+        log.warning("write of batch %s (%s %s) failed (%s), attempt %d, retrying in %.1f s; its "
+                    "offsets wait until it is durable: %s", b.batch_id, b.kind, b.key, reason,
+                    b.attempts, delay, exc, exc_info=not isinstance(exc, StorageError))
+
     async def _drain(self, batches: list[Batch], deadline: float) -> bool:
         """Write ``batches`` until all are durable or ``deadline``; True if all are."""
         want = {b.serial for b in batches}
@@ -339,12 +350,14 @@ class Ingester:
             if time.monotonic() >= deadline:
                 return False
             self._schedule(b for b in left if b.retry_at <= time.monotonic())
+            self._update_oldest()
             waiting = [self.inflight[b.serial] for b in left if b.serial in self.inflight]
             timeout = min(0.5, max(0.01, deadline - time.monotonic()))
             if waiting:
                 await asyncio.wait(waiting, timeout=timeout)
-            else:
-                await asyncio.sleep(min(timeout, 0.1))
+            else:  # every one backs off: sleep until the first retry is due
+                due = min(b.retry_at for b in left) - time.monotonic()
+                await asyncio.sleep(min(timeout, max(0.01, due)))
 
     # -- commits ----------------------------------------------------------------------------
     async def _commit(self, only: set[TP] | None = None) -> bool:
@@ -448,6 +461,12 @@ class Ingester:
             part = self.batcher.parts.get((tp.topic, tp.partition))
             if hw is not None and part is not None and part.next_offset is not None:
                 yield tp, max(0, hw - part.next_offset)
+
+    def _update_oldest(self) -> None:
+        """``tailor_ingest_oldest_unflushed_seconds``: the oldest batch not durable."""
+        b = self.batcher
+        oldest = min((x.created for x in (*b.open.values(), *b.sealed.values())), default=None)
+        metrics.OLDEST_UNFLUSHED.set(0.0 if oldest is None else time.monotonic() - oldest)
 
     def _update_lag(self) -> None:
         for tp, n in self._lags():

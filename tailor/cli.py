@@ -223,7 +223,7 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
         shards=shards, windows=windows, window_seconds=_windows_length(kw["window_length"]),
         scheduler=kw["scheduler"], range_bytes=parse_bytes(kw["range_bytes"], what="--range-bytes"),
         rows_per_partition=kw["rows_per_partition"],
-        shards_file=kw["shards_file"], n_workers=kw["workers"],
+        shards_file=kw["shards_file"], n_workers=kw["workers"], processes=kw["processes"],
         ready=kw["ready"], grace_s=parse_duration(kw["grace"], what="--grace"),
     )
 
@@ -240,7 +240,11 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 @opt("--grace", default="15m", show_default=True,
      help="With --ready: how far the ingest watermark must be past a window's end.")
 @opt("--scheduler", default=None, help="Existing Dask scheduler (tcp://HOST:PORT).")
-@opt("--workers", default=None, type=click.IntRange(1), help="LocalCluster worker processes.")
+@opt("--workers", default=None, type=click.IntRange(1),
+     help="LocalCluster workers (default 2), one thread each.")
+@opt("--processes", is_flag=True, default=False,
+     help="LocalCluster workers as separate processes (memory isolated per worker; "
+          "slower to start) instead of threads of the build process.")
 @s3_option
 @opt("--range-bytes", default="32MiB", show_default=True,
      help="Split raw objects into byte ranges of this size, one read task each.")

@@ -120,6 +120,8 @@ class BuildConfig(Frozen):
     rows_per_partition: Annotated[int, Field(ge=1)] = 4_000_000
     shards_file: str | None = None
     n_workers: int | None = None
+    #: Local cluster only: worker processes instead of threads of the build process.
+    processes: bool = False
     ready: bool = False
     grace_s: Annotated[float, Field(ge=0)] = 900.0
 

@@ -7,7 +7,11 @@ state half (``tailor.ingest``) and the compute half (``tailor.compute``):
   object without listing the bucket.  One copy is written under
   ``index/{shard}/{hour}/`` for *every* hour of point ts the object holds
   points of, so a build of any window finds every object with a point in it,
-  however late the point.
+  however late the point.  An object whose points spread over more hours than
+  that is worth gets one copy per bucket of a coarser level instead
+  (``index/{shard}/{YYYY-MM-DDTHH}+{N}h/``, :func:`tailor.layout.index_placement`):
+  readers list those buckets too (:func:`tailor.layout.index_dirs`) and keep
+  the records whose ``hours`` hold points of their window.
 - :class:`Watermark`: per partition, how far ingest is durable.
 - :class:`QuarantineEntry`: one invalid Kafka record, with its coordinates.
 """
@@ -15,6 +19,8 @@ state half (``tailor.ingest``) and the compute half (``tailor.compute``):
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
+from functools import cached_property
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict
@@ -72,12 +78,25 @@ class ObjectRecord(_Record):
     # (:func:`tailor.compute.volume.record_volume`).
     org_hours: list[tuple[int, int, int]] = []
 
+    @cached_property
+    def hour_table(self) -> tuple[list[int], list[int]]:
+        """``(hour starts with points, sorted; running point totals before each)``,
+        parsed once per record (an object may span thousands of hours)."""
+        pairs = sorted((parse_stamp(h), n) for h, n in self.hours.items() if n > 0)
+        starts = [h for h, _ in pairs]
+        before = [0]
+        for _, n in pairs:
+            before.append(before[-1] + n)
+        return starts, before
+
     def hour_starts(self) -> list[int]:
-        return sorted(parse_stamp(h) for h in self.hours)
+        """Hour starts the object holds points of, sorted."""
+        return list(self.hour_table[0])
 
     def points_in(self, start: int, length: int) -> int:
         """Points with ts in ``[start, start + length)`` (hour granularity)."""
-        return sum(n for h, n in self.hours.items() if start <= parse_stamp(h) < start + length)
+        starts, before = self.hour_table
+        return before[bisect_left(starts, start + length)] - before[bisect_left(starts, start)]
 
 
 def hour_counts(ts_hours: dict[int, int]) -> dict[str, int]:

@@ -6,7 +6,8 @@ each forwarded request may be delayed by ``delay_s``, and requests whose path
 contains one of the strings in ``held`` wait (up to ``hold_max_s``) until
 that string is removed with :meth:`FaultProxy.release`.  It counts requests
 by method and outcome so tests can see faults were injected, and keeps the
-path and body of every forwarded PUT whose path contains ``record``.
+path and body of every forwarded PUT whose path contains ``record``, and
+records every request's method and path.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class FaultProxy:
         self.delay_s = delay_s
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.held = set(held)
         self.hold_max_s = hold_max_s
         self.record = record
@@ -132,6 +134,8 @@ class FaultProxy:
 
             def _any(self) -> None:
                 body = self._body()
+                with proxy.lock:
+                    proxy.requests.append((self.command, self.path))
                 if proxy._decide():
                     with proxy.lock:
                         proxy.counts[f"{self.command} 503"] += 1
