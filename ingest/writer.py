@@ -67,14 +67,14 @@ def contiguous(b: Batch) -> bytes | bytearray:
     the batch is never held twice over, even while it is being joined."""
     if len(b.chunks) == 1:
         return b.chunks[0]
-    buf = bytearray(b.nbytes)
-    chunks, pos = b.chunks[::-1], 0
+    # Grown chunk by chunk (realloc moves big blocks by remapping, not copying):
+    # bytearray(n) would touch all n bytes while every chunk is still alive.
+    buf = bytearray()
+    chunks = b.chunks[::-1]
     b.chunks = []
     while chunks:
-        c = chunks.pop()
-        buf[pos:pos + len(c)] = c
-        pos += len(c)
-    assert pos == len(buf), (pos, len(buf))
+        buf += chunks.pop()
+    assert len(buf) == b.nbytes, (len(buf), b.nbytes)
     b.chunks = [buf]
     return buf
 
