@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 
-from tailor.compute.ready import ChunkRow, chunk_rows, ingest_watermark, moves, records_to_read
+from tailor.compute.ready import (
+    ChunkRow,
+    chunk_rows,
+    durable_until,
+    ingest_watermark,
+    moves,
+    records_to_read,
+)
 from tailor.config import StatusConfig
 from tailor.errors import StorageError
 from tailor.layout import WINDOW_SECONDS, hours, index_dirs_of_hours, parse_index_dir
@@ -34,6 +41,26 @@ if TYPE_CHECKING:
 _THREADS = 16
 #: Unindexed raw objects and incomplete uploads older than this are reported.
 LEFTOVER_AGE_S = 3600
+#: A watermark not rewritten for this long has no live member: ingest rewrites
+#: every assigned partition's at least every ``--watermark-interval`` (30 s).
+STALE_WATERMARK_S = 600
+
+
+def stale_watermarks(watermarks: Iterable[Watermark], now_ns: int | None = None
+                     ) -> list[Watermark]:
+    """Watermarks older than :data:`STALE_WATERMARK_S`, oldest first: a
+    stopped consumer group, a partition no member owns, or a retired topic.
+    Each holds ``build --ready`` back until ingest runs again or its file is
+    deleted."""
+    now = time.time_ns() if now_ns is None else now_ns
+    old = [w for w in watermarks if now - w.updated_ns > STALE_WATERMARK_S * 10**9]
+    return sorted(old, key=lambda w: (w.updated_ns, w.group, w.topic, w.partition))
+
+
+def _age(ns: int, now_ns: int) -> str:
+    s = max(0, (now_ns - ns) // 10**9)
+    return f"{s // 86400} d" if s >= 2 * 86400 else f"{s // 3600} h" if s >= 7200 else \
+        f"{s // 60} min"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +223,15 @@ def render_json(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
                 watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
     """``{"watermark_ns", "partitions": [...], "shards": {shard: {"moves", "chunks"}},
     "raw_leftovers": {...}}``."""
+    now = time.time_ns()
+    stale = {id(w) for w in stale_watermarks(watermarks, now)}
     doc: dict[str, Any] = {
         "raw_leftovers": _leftovers_dict(leftovers),
-        "watermark_ns": ingest_watermark(watermarks),
+        "watermark_ns": ingest_watermark(watermarks, now),
         "partitions": [{"group": w.group, "topic": w.topic, "partition": w.partition,
-                        "committed": w.committed, "durable_until_ns": w.durable_until_ns,
-                        "caught_up": w.caught_up} for w in watermarks],
+                        "committed": w.committed, "durable_until_ns": durable_until(w, now),
+                        "caught_up": w.caught_up, "updated_ns": w.updated_ns,
+                        "stale": id(w) in stale} for w in watermarks],
         "shards": {},
     }
     for s in shards:
@@ -222,11 +252,21 @@ _HEAD = ("window", "points", "max ts", "objects", "built", "dups", "inputs",
 
 def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
                  watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
-    wm = ingest_watermark(watermarks)
+    now = time.time_ns()
+    wm = ingest_watermark(watermarks, now)
     lines = [f"ingest watermark: {_ns(wm)} UTC (oldest durable position over "
              f"{len(watermarks)} partition(s))"]
     if not watermarks:
         lines.append("  no watermarks yet: nothing is ready until ingest commits")
+    stale = stale_watermarks(watermarks, now)
+    if stale:
+        lines.append(f"  {len(stale)} stale watermark(s), not rewritten for over "
+                     f"{STALE_WATERMARK_S // 60} min, hold readiness back (a stopped group, or "
+                     "a retired topic: delete watermarks/{group}/{topic}/ to release it):")
+        lines.extend(f"    {w.group} {w.topic}/{w.partition}: last written "
+                     f"{_age(w.updated_ns, now)} ago" for w in stale[:10])
+        if len(stale) > 10:
+            lines.append(f"    … and {len(stale) - 10} more (--json lists them all)")
     if leftovers is not None and (leftovers.unindexed or leftovers.uploads):
         lines.append(f"raw leftovers: {len(leftovers.unindexed)} unindexed object(s) "
                      f"({leftovers.unindexed_bytes} bytes) and {len(leftovers.uploads)} "

@@ -7,11 +7,16 @@ One :class:`Ingester` runs one asyncio loop (:meth:`Ingester.run`):
   classified while the next ones are fetched) → :class:`batcher.Batcher`, in
   fetch order, under a lock shared with the rebalance listener.
 - Sealed batches are written by :class:`writer.Writer` in worker threads, at
-  most ``upload_concurrency`` at once.  A failed write is retried later with
-  backoff (the same keys); it never crashes the loop and never lets offsets
-  advance past its records.
+  most ``upload_concurrency`` at once.  A failed write (any exception: a
+  store error, a missing bucket, a bug) is counted
+  (``tailor_store_write_failures_total{reason}``) and retried with capped,
+  jittered exponential backoff (the same keys) for as long as it fails; it
+  never crashes the loop and never lets offsets advance past its records
+  (``tailor_ingest_oldest_unflushed_seconds`` shows how long data has waited).
 - After writes become durable the committable offsets are committed, then a
-  :class:`tailor.records.Watermark` is written per committed partition.
+  :class:`tailor.records.Watermark` is written per committed partition; every
+  ``watermark_interval_s`` the watermark of every assigned partition is
+  written again, so a quiet one stays fresh (:mod:`tailor.ingest.watermarks`).
 - Backpressure: at ``memory_limit`` bytes (buffered batches plus the fetches
   being classified) the biggest batches are sealed and every assigned
   partition is paused until below 3/4 of it.
@@ -45,8 +50,9 @@ from tailor.config import IngestConfig
 from tailor.errors import StorageError, TailorError
 from tailor.ingest.batcher import OBJECT, TP, Batch, Batcher, Invalid, Item, item_tps
 from tailor.ingest.classify import Classifier
+from tailor.ingest.watermarks import Watermarks
 from tailor.ingest.writer import Writer
-from tailor.records import Watermark
+from tailor.records import CLOCK_SLACK_NS, Watermark
 from tailor.shards import ShardMap
 from tailor.storage import Store, failure_reason
 
@@ -93,8 +99,9 @@ class Ingester:
         # Store calls block: they run here, so a stuck one cannot hold up the exit.
         self.pool = ThreadPoolExecutor(cfg.upload_concurrency + 2, "tailor-upload")
         self.abandoned = False  # True when exiting with writes still running
-        self.marks: dict[TP, Watermark] = {}  # committed, watermark not yet written
+        self.wm = Watermarks(cfg.group, cfg.watermark_interval_s)
         self.mark_task: asyncio.Task[None] | None = None
+        self.next_heartbeat = 0.0  # monotonic
         self.epoch = 0  # bumped on every assignment change
         self.paused = False
         self.last_activity = time.monotonic()
@@ -164,6 +171,9 @@ class Ingester:
             now = time.monotonic()
             if data:
                 self.last_activity = now
+                for tp, recs in data.items():
+                    if recs:
+                        self.batcher.fetched((tp.topic, tp.partition), recs[-1].offset + 1)
                 fetch = [((tp.topic, tp.partition), recs) for tp, recs in data.items()]
                 # Records are of the current assignment: remember its epoch.
                 fut = asyncio.get_running_loop().run_in_executor(
@@ -178,6 +188,7 @@ class Ingester:
             self._backpressure()
             self._retry_failed()
             await self._commit()
+            await self._heartbeat()
             self._update_lag()
             self._update_oldest()
             if now >= next_log:
@@ -239,6 +250,7 @@ class Ingester:
             ok = await self._drain(pending, deadline)
             await self._commit(only=set(tps))
             self.batcher.revoke(tps)
+            self.wm.forget(tps)
         for t, p in tps:  # no stale lag for partitions another member now owns
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(t, str(p))
@@ -283,11 +295,13 @@ class Ingester:
             self._schedule(self.batcher.seal_biggest(limit // 4))
             if not self.paused:
                 metrics.PAUSES.inc()
+                self.wm.pause_began()
                 log.warning("buffered %d bytes (+%d being classified) >= memory limit %d: "
                             "pausing fetch", self.batcher.buffered_bytes, self.ahead_bytes, limit)
             self.paused = True
         elif self.paused and held < limit * 3 // 4:
             self.paused = False
+            self.wm.resumed(time.time_ns())
             self.consumer.resume(*self.consumer.assignment())
             log.info("buffered %d bytes: resuming fetch", held)
         if self.paused:  # new assignments start unpaused: pause them too
@@ -318,7 +332,8 @@ class Ingester:
                     metrics.OBJECT_BYTES.observe(b.nbytes)
                 self.stats["objects"] += 1
                 log.debug("durable: %s (%d payloads, %d bytes)", key, b.payloads, b.nbytes)
-                self.batcher.done(b)
+                # intake_ns is untrusted: readiness never believes it past the clock.
+                self.batcher.done(b, intake_limit_ns=time.time_ns() + CLOCK_SLACK_NS)
                 metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
         finally:
             self.inflight.pop(b.serial, None)
@@ -376,33 +391,77 @@ class Ingester:
             return False
         metrics.COMMITS.inc()
         self.stats["commits"] += 1
+        now = time.time_ns()
+        assigned_now = self.consumer.assignment()  # a rebalance may have run meanwhile
         for tp, off in offsets.items():
             self.batcher.mark_committed(tp, off)
-            part = self.batcher.parts.get(tp)
-            hw = self.consumer.highwater(TopicPartition(*tp))
-            self.marks[tp] = Watermark(
-                group=self.cfg.group, topic=tp[0], partition=tp[1], committed=off,
-                high_water=-1 if hw is None else hw,
-                max_intake_ns=part.max_intake_ns if part else 0,
-                caught_up=hw is not None and off >= hw, updated_ns=time.time_ns())
-        if self.mark_task is None or self.mark_task.done():
-            self.mark_task = asyncio.create_task(self._write_marks())
+            self.wm.queue(self._mark(tp, off, now, TopicPartition(*tp) in assigned_now), now)
+        self._start_marks()
         return True
 
+    def _mark(self, tp: TP, committed: int, now_ns: int, assigned: bool = True) -> Watermark:
+        """``tp``'s watermark at ``committed`` (no high-water mark when not ``assigned``)."""
+        ktp = TopicPartition(*tp)
+        part = self.batcher.parts.get(tp)
+        hw = self.consumer.highwater(ktp) if assigned else None
+        seen = self.consumer.last_poll_timestamp(ktp) if assigned else None
+        return self.wm.make(tp, committed, hw, seen, part.max_intake_ns if part else 0, now_ns)
+
+    async def _heartbeat(self) -> None:
+        """Queue the watermark of every assigned partition not written for
+        ``watermark_interval_s``: where everything fetched is durable and
+        committed, at the partition's position (caught up when the broker's
+        fresh high-water mark says so), else at its last commit.  A partition
+        this member has neither committed nor found caught up is left alone."""
+        if time.monotonic() < self.next_heartbeat:
+            return
+        self.next_heartbeat = time.monotonic() + self.cfg.watermark_interval_s / 4
+        now = time.time_ns()
+        for ktp in list(self.consumer.assignment()):  # it may change while awaiting
+            tp = (ktp.topic, ktp.partition)
+            part = self.batcher.parts.get(tp)
+            if part is None or not self.wm.due(tp, now):
+                continue
+            off = part.committed
+            if part.settled() and part.next_offset is not None:
+                off = part.next_offset
+            elif part.settled():  # nothing fetched since assignment: at its position
+                off = await self._position(ktp)
+                if self.batcher.parts.get(tp) is not part or not part.settled():
+                    continue  # a rebalance or a fetch came in meanwhile
+            if off is None:
+                continue
+            mark = self._mark(tp, off, now)
+            # Nothing of ours committed yet: only a caught-up mark says more than
+            # the previous owner's (whose max_intake_ns it would otherwise drop).
+            if mark.caught_up or part.committed is not None:
+                self.wm.queue(mark, now)
+        self._start_marks()
+
+    async def _position(self, tp: TopicPartition) -> int | None:
+        """The next offset to fetch of ``tp``, if known without waiting."""
+        try:
+            pos = await asyncio.wait_for(self.consumer.position(tp), 0.05)
+        except (TimeoutError, KafkaError):
+            return None
+        return int(pos)
+
+    def _start_marks(self) -> None:
+        if self.wm.pending and (self.mark_task is None or self.mark_task.done()):
+            self.mark_task = asyncio.create_task(self._write_marks())
+
     async def _write_marks(self) -> None:
-        """Write the latest watermark of every committed partition (background:
-        a slow store must not hold up fetching).  Failures are retried with
-        the next commit."""
-        while self.marks:
-            marks, self.marks = self.marks, {}
+        """Write the queued watermarks (background: a slow store must not hold
+        up fetching).  Failures are retried with the next commit or heartbeat."""
+        while self.wm.pending:
+            marks = self.wm.take()
             try:
                 await asyncio.gather(*(self._blocking(
                     self.store.put, layout.watermark_key(m.group, m.topic, m.partition),
                     m.dumps()) for m in marks.values()))
             except StorageError as exc:
                 log.warning("watermark write failed: %s", exc)
-                for tp, m in marks.items():
-                    self.marks.setdefault(tp, m)
+                self.wm.put_back(marks)
                 return
 
     # -- observability ----------------------------------------------------------------------

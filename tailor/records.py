@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from bisect import bisect_left
 from functools import cached_property
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -103,13 +104,22 @@ def hour_counts(ts_hours: dict[int, int]) -> dict[str, int]:
     return {stamp(h): n for h, n in sorted(ts_hours.items())}
 
 
+#: How far ahead of a clock an untrusted time (a payload's ``intake_ns``, a
+#: watermark written on another host) may be before it counts as that clock
+#: plus this, for readiness: ingest clamps intake times to its wall clock plus
+#: this, readers clamp watermarks to their own.
+CLOCK_SLACK_NS: Final = 60 * 10**9
+
+
 class Watermark(_Record):
     """Durable progress of one partition of one consumer group.
 
     Everything below ``committed`` is durable.  ``max_intake_ns`` is the
-    largest intake time among durable payloads; when ``caught_up`` (nothing
-    was left to fetch when committing) the partition is durable up to
-    ``updated_ns`` as well.
+    largest intake time among the durable payloads below ``committed``; when
+    ``caught_up`` (``committed`` was at the broker's high-water mark observed
+    at ``high_water_ns``) the partition is durable up to ``high_water_ns`` as
+    well (``updated_ns`` in records written before that field).  Rules:
+    :mod:`tailor.ingest.watermarks`.
     """
 
     version: int = 1
@@ -121,10 +131,24 @@ class Watermark(_Record):
     max_intake_ns: int
     caught_up: bool
     updated_ns: int
+    high_water_ns: int | None = None  # wall clock when ``high_water`` was observed
 
     @property
     def durable_until_ns(self) -> int:
-        return max(self.max_intake_ns, self.updated_ns if self.caught_up else 0)
+        """How far the partition is durable (ns), from this record alone.
+
+        ``max_intake_ns`` counts at most :data:`CLOCK_SLACK_NS` past
+        ``updated_ns``: a payload durable when the record was written was
+        accepted by intake before then (one hostile ``intake_ns`` must not
+        move readiness to the year 2554).  Readers also clamp the result to
+        their clock (:func:`tailor.compute.ready.durable_until`).
+        """
+        intake = min(self.max_intake_ns, self.updated_ns + CLOCK_SLACK_NS)
+        if not self.caught_up:
+            return intake
+        seen = self.updated_ns if self.high_water_ns is None else \
+            min(self.high_water_ns, self.updated_ns)
+        return max(intake, seen)
 
 
 class QuarantineEntry(_Record):
