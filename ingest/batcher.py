@@ -154,7 +154,7 @@ class Batch:
     kind: str  # OBJECT or QUARANTINE
     key: str  # shard name, or "topic/partition" for quarantine
     created: float  # the ``now`` of its first item
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes | bytearray] = field(default_factory=list)  # joined once when written
     nbytes: int = 0
     payloads: int = 0
     points: int = 0
