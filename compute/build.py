@@ -205,14 +205,44 @@ WORKER_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
                         "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
 
 
+def _mallopt(settings: dict[str, str]) -> None:
+    """Apply ``WORKER_MALLOC``-style settings to this process (glibc ``mallopt``)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        opts = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}
+        for key, value in settings.items():
+            if key in opts:
+                libc.mallopt(opts[key], int(value))
+    except (OSError, AttributeError, ValueError):  # not glibc: its defaults stay
+        return
+
+
 def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
                   dashboard_address: str | None = "127.0.0.1:0",
-                  malloc: dict[str, str] = WORKER_MALLOC) -> Any:
-    """A loopback ``LocalCluster`` of worker processes with ``malloc`` settings.
+                  malloc: dict[str, str] = WORKER_MALLOC, processes: bool = True) -> Any:
+    """A loopback ``LocalCluster`` with ``malloc`` settings (``{}`` keeps Dask's own).
 
-    ``malloc={}`` keeps Dask's own.  Blocks until the workers are up; the
+    ``processes=True``: one worker process each (memory isolated per worker,
+    a worker can be killed alone).  ``processes=False``: the workers are threads
+    of this process, talking in-process: no process spawn and no imports or
+    kernel loads per worker, which is most of a small build's wall time; every
+    kernel releases the GIL (numba ``nogil``, zstd, Arrow), so the sort and
+    encode stages still run in parallel.  Blocks until the workers are up; the
     caller closes it.
     """
+    if not processes:
+        _mallopt(malloc)
+        # In-process workers use the inproc transport, whose address names the
+        # host's IP; the dashboard itself listens on loopback, so the link must too.
+        dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"})
+        return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                               processes=False, dashboard_address=dashboard_address)
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **malloc}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
@@ -222,12 +252,17 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
 
 @contextmanager
 def connect(cfg: BuildConfig) -> Iterator[Client]:
-    """A client on ``cfg.scheduler``, or on a new :func:`local_cluster` (closed after)."""
+    """A client on ``cfg.scheduler``, or on a new :func:`local_cluster` (closed after).
+
+    The local cluster's workers are threads of this process unless
+    ``cfg.processes``.
+    """
     if cfg.scheduler:
         with _d.Client(cfg.scheduler) as client:
             yield client
         return
-    with local_cluster(cfg.n_workers or 2) as cluster, _d.Client(cluster) as client:
+    with local_cluster(cfg.n_workers or 2, processes=cfg.processes) as cluster, \
+            _d.Client(cluster) as client:
         yield client
 
 

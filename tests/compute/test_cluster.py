@@ -1,19 +1,24 @@
-"""A real multi-process cluster (`dask scheduler` + two `dask worker`), one worker killed."""
+"""A real multi-process cluster (`dask scheduler` + two `dask worker`), one worker killed
+mid-build: when a task that needs other tasks' results starts on it (a worker plugin),
+never on a timer."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import cloudpickle
 import pytest
 from distributed import Client
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from tailor import services
-from tailor.compute.build import ChunkResult, build_chunks
+from tailor.compute.build import build_chunks
 from tailor.config import BuildConfig, StoreConfig
 from tailor.shards import ShardMap
 from tailor.storage import Store
@@ -22,6 +27,34 @@ from .rawgen import T0, W, expected, mixed_payloads, rows_of, write_object
 from .test_build import SHARD, chunk_table
 
 DASK = str(Path(sys.executable).parent / "dask")
+
+
+class DieMidBuild(WorkerPlugin):
+    """SIGKILLs its worker when a task with dependencies starts executing there while
+    the worker holds results of other tasks: mid-build, with data the build still
+    needs, at a point a timer cannot miss.  Once per cluster: the first worker to
+    create ``marker`` (exclusively) writes its address there and dies."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.worker: Any = None
+
+    def setup(self, worker: Any) -> None:
+        self.worker = worker
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish != "executing" or self.worker is None:
+            return
+        tasks = self.worker.state.tasks
+        if not tasks[key].dependencies or not any(t.state == "memory" for t in tasks.values()):
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, self.worker.address.encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.fixture()
@@ -44,15 +77,18 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, subprocess.Popen[by
             workers[f"tcp://127.0.0.1:{wport}"] = p
         yield addr, workers
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        # Workers first, then the scheduler: a worker told to close by a closing
+        # scheduler while its own SIGTERM arrives can hang until killed (20 s).
+        for group in (procs[1:], procs[:1]):
+            for p in group:
+                if p.poll() is None:
+                    p.terminate()
+            for p in group:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
         log.close()
 
 
@@ -74,24 +110,18 @@ def test_worker_killed_mid_build_same_output(
 
     out_cfg = StoreConfig(url=str(tmp_path / "out"))
     cfg = BuildConfig(raw=raw_cfg, out=out_cfg, scheduler=addr, **kw)  # type: ignore[arg-type]
+    marker = tmp_path / "killed"
     with Client(addr) as c:
         c.wait_for_workers(2, timeout=60)
-        result: list[ChunkResult] = []
-        t = threading.Thread(target=lambda: result.extend(build_chunks(c, cfg, chunks)))
-        t.start()
-        killed = None
-        deadline = time.monotonic() + 60
-        while killed is None and t.is_alive() and time.monotonic() < deadline:
-            for w, keys in c.has_what().items():
-                if w in workers and sum(1 for k in keys
-                                          if str(k).startswith(("sample-", "part-"))) >= 4:
-                    workers[w].kill()
-                    killed = w
-                    break
-            time.sleep(0.01)
-        assert killed is not None and t.is_alive(), "the build finished before a worker died"
-        t.join(180)
-        assert not t.is_alive()
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
+        try:
+            c.register_plugin(DieMidBuild(str(marker)))
+        finally:
+            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        result = build_chunks(c, cfg, chunks)
+    assert marker.exists(), "no worker started a task with dependencies while holding data"
+    killed = marker.read_text()  # written by the worker just before it killed itself
+    assert killed in workers and workers[killed].wait(30) == -signal.SIGKILL
     assert [r.ok for r in result] == [True, True], [r.error for r in result]
     smap = ShardMap()
     for w in (T0, T0 + W):
