@@ -24,5 +24,5 @@ $(VENV)/.bench: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench  ## the issue-5 harness (adds PySpark; Java needed for its peer)
+bench: $(VENV)/.bench  ## the benchmarks (adds chDB, DataFusion, PySpark; Java for PySpark); BENCH_ARGS='--scale10' for the full run
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)

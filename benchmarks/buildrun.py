@@ -1,4 +1,4 @@
-"""One timed ``tailor build`` in a process of its own (``python -m benchmarks.buildrun``).
+"""The in-process build figure (a labelled extra): ``python -m benchmarks.buildrun``.
 
 The process starts a ``LocalCluster`` (its scheduler lives in this process,
 each worker is a child process), optionally builds a tiny warm-up store (numba
@@ -7,6 +7,12 @@ compile and cache loads are not part of the measurement), then times
 document: seconds, exit code, peak RSS per process, and the build's stage
 timers from Dask's fine performance metrics (``context_meter`` labels
 summed over workers).  Cluster start-up is reported, not timed in.
+
+This is *not* what a user runs (``tailor build`` is a process of its own,
+timed by :mod:`benchmarks.suites.build` from exec to exit); it is kept for
+the stage timers, the py-spy profile and the memory builds, whose figures
+are about the build's work, not its start-up.  :func:`spawn` runs it from
+the harness.
 """
 
 from __future__ import annotations
@@ -15,9 +21,14 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.memory import RssSampler
@@ -121,6 +132,47 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.json, "w") as f:
         json.dump(res, f)
     return 0
+
+
+@dataclass
+class BuildRun:
+    seconds: float
+    exit_code: int
+    stages: dict[str, float]
+    peaks: list[dict[str, Any]]
+    cluster_start_s: float
+    profiles: list[tuple[str, str]] = field(default_factory=list)  # (role, raw py-spy file)
+
+
+def spawn(raw: str, out: str, windows: list[int], warmup_raw: str | None, work: Path, *,
+          workers: int = 2, profile: str | None = None, rows_per_partition: int | None = None,
+          dask_malloc: bool = False, env: Mapping[str, str] | None = None) -> BuildRun:
+    """Run this module in a process of its own; a failed process is exit code != 0."""
+    from benchmarks.procs import REPO, clean_env
+
+    shutil.rmtree(out, ignore_errors=True)
+    res_path = work / f"buildrun-{uuid.uuid4().hex[:8]}.json"
+    cmd = [sys.executable, "-m", "benchmarks.buildrun", "--raw", raw, "--out", out,
+           "--windows", ",".join(map(str, windows)), "--workers", str(workers),
+           "--json", str(res_path)]
+    if warmup_raw:
+        cmd += ["--warmup-raw", warmup_raw]
+    if profile:
+        cmd += ["--profile", profile]
+    if rows_per_partition:
+        cmd += ["--rows-per-partition", str(rows_per_partition)]
+    if dask_malloc:
+        cmd += ["--dask-malloc"]
+    with open(work / "build.log", "ab") as logf:
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=3600,
+                              cwd=str(REPO), check=False, env=dict(env or clean_env()))
+    if proc.returncode != 0 or not res_path.exists():
+        return BuildRun(float("nan"), proc.returncode or 1, {}, [], 0.0)
+    doc = json.loads(res_path.read_text())
+    res_path.unlink()
+    return BuildRun(doc["seconds"], doc["exit_code"], doc.get("stages", {}), doc["peaks"],
+                    doc.get("cluster_start_s", 0.0),
+                    [(str(r), str(p)) for r, p in doc.get("profiles", [])])
 
 
 if __name__ == "__main__":

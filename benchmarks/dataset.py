@@ -83,42 +83,66 @@ class Dataset:
     raw_points_bytes: int  # size of the decoded Parquet file
 
 
+class RawPointsWriter:
+    """Decoded points of valid payloads, with intake_ns and index, appended to one Parquet file.
+
+    ``with RawPointsWriter(path) as w: w.write(valid)`` (any number of
+    ``write`` calls: the 10× dataset is ten synth streams in one file).
+    """
+
+    def __init__(self, path: str, *, row_group: int = 1 << 20) -> None:
+        self.row_group = row_group
+        self.points = 0
+        self._w = pq.ParquetWriter(path, RAW_SCHEMA)
+
+    def write(self, valid: Iterable[Valid]) -> int:
+        """Append every point of ``valid``; returns the number of points written."""
+        batch: list[Valid] = []
+        n_batch = total = 0
+        for v in valid:
+            batch.append(v)
+            n_batch += v.payload.n_points
+            total += v.payload.n_points
+            if n_batch >= self.row_group:
+                self._flush(batch)
+                batch, n_batch = [], 0
+        self._flush(batch)
+        self.points += total
+        return total
+
+    def _flush(self, batch: list[Valid]) -> None:
+        if not batch:
+            return
+        pts = np.concatenate([v.payload.points() for v in batch])
+        counts = np.array([v.payload.n_points for v in batch], dtype=np.int64)
+        org = np.repeat(np.array([v.payload.org_id for v in batch], dtype=np.uint32), counts)
+        intake = np.repeat(np.array([v.payload.intake_ns for v in batch], dtype=np.uint64),
+                           counts)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        idx = (np.arange(len(pts), dtype=np.int64) - starts).astype(np.uint32)
+        self._w.write_table(pa.table({
+            "org_id": org, "metric_id": pts["metric_id"], "context_key": pts["context_key"],
+            "ts": pts["ts"], "value": pts["value"], "intake_ns": intake, "idx": idx,
+        }, schema=RAW_SCHEMA), row_group_size=self.row_group)
+
+    def close(self) -> None:
+        self._w.close()
+
+    def __enter__(self) -> RawPointsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_raw_points(valid: Sequence[Valid], path: str, *,
                      row_group: int = 1 << 20) -> int:
     """Decode every valid payload's points once, with intake_ns and index, to Parquet.
 
     Returns the number of points written.
     """
-    total = 0
-    with pq.ParquetWriter(path, RAW_SCHEMA) as w:
-        batch: list[Valid] = []
-        n_batch = 0
-
-        def flush() -> None:
-            if not batch:
-                return
-            pts = np.concatenate([v.payload.points() for v in batch])
-            counts = np.array([v.payload.n_points for v in batch], dtype=np.int64)
-            org = np.repeat(np.array([v.payload.org_id for v in batch], dtype=np.uint32), counts)
-            intake = np.repeat(np.array([v.payload.intake_ns for v in batch], dtype=np.uint64),
-                               counts)
-            starts = np.repeat(np.cumsum(counts) - counts, counts)
-            idx = (np.arange(len(pts), dtype=np.int64) - starts).astype(np.uint32)
-            w.write_table(pa.table({
-                "org_id": org, "metric_id": pts["metric_id"], "context_key": pts["context_key"],
-                "ts": pts["ts"], "value": pts["value"], "intake_ns": intake, "idx": idx,
-            }, schema=RAW_SCHEMA), row_group_size=row_group)
-            batch.clear()
-
-        for v in valid:
-            batch.append(v)
-            n_batch += v.payload.n_points
-            total += v.payload.n_points
-            if n_batch >= row_group:
-                flush()
-                n_batch = 0
-        flush()
-    return total
+    with RawPointsWriter(path, row_group=row_group) as w:
+        return w.write(valid)
 
 
 def iter_valid(records: Iterable[KafkaRecord]) -> Iterator[Valid]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +21,17 @@ class FetchResult(Throughput):
     records: int  # after the first non-empty fetch (which starts the clock)
     value_bytes: int
     seconds: float  # first non-empty fetch → last record of the end offsets
-    total_records: int
+    total_records: int  # every record read, the first fetch included
 
 
-async def _bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float,
+async def _bare_fetch(bootstrap: str, ends: Mapping[tuple[str, int], int], timeout_s: float,
                       validate: bool) -> FetchResult:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from tailor.batchcheck import check
+    from tailor.batchcheck import check, warm
+
+    if validate:
+        warm()  # load the kernels before the clock, as the ingester does before it joins
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -36,13 +39,13 @@ async def _bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float,
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
     await consumer.start()
     try:
-        parts: list[Any] = []
-        for t in topics:
-            for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t)):
-                parts.append(TopicPartition(t, p))
+        parts = [TopicPartition(t, p) for t, p in sorted(ends)]
+        for t in sorted({t for t, _ in ends}):
+            await _partitions(consumer, t)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
+        # The producer's acknowledged ends, not ListOffsets(latest): Tansu's may under-report.
+        end = {tp: ends[(tp.topic, tp.partition)] for tp in parts}
         begin = await consumer.beginning_offsets(parts)
         left = {tp: end[tp] - begin[tp] for tp in parts if end[tp] > begin[tp]}
         records = value_bytes = total = 0
@@ -84,20 +87,30 @@ async def _partitions(consumer: Any, topic: str) -> set[int]:
     raise RuntimeError(f"topic {topic!r} has no partitions")
 
 
-def bare_fetch(bootstrap: str, topics: Sequence[str], timeout_s: float = 600, *,
+def bare_fetch(bootstrap: str, ends: Mapping[tuple[str, int], int], timeout_s: float = 600, *,
                validate: bool = False) -> FetchResult:
-    """Read every record of ``topics`` once with a plain aiokafka consumer.
+    """Read every record up to ``ends`` (per topic/partition) once with a plain consumer.
+
+    ``ends``: the producer's acknowledged end offsets (see :func:`produce`).
 
     ``validate``: also run the contract's payload checks on every fetch
     (:func:`tailor.batchcheck.check`, the kernel ingest uses), inline: the
     least work any ingester must do per record, without writing anything.
     """
-    return asyncio.run(_bare_fetch(bootstrap, topics, timeout_s, validate))
+    return asyncio.run(_bare_fetch(bootstrap, ends, timeout_s, validate))
 
 
-def produce(bootstrap: str, records: Sequence[Any]) -> int:
-    """Send synth records to their topic/partition with the real ``tailor produce`` sender."""
+def produce(bootstrap: str, records: Sequence[Any]) -> dict[tuple[str, int], int]:
+    """Send synth records to their topic/partition with the real ``tailor produce`` sender.
+
+    Returns the acknowledged end offset (last acknowledged offset + 1) of every
+    (topic, partition) written: the truth for "every record produced".
+    """
     from tailor.produce import produce_records
 
-    asyncio.run(produce_records(bootstrap, records))
-    return len(records)
+    offsets = asyncio.run(produce_records(bootstrap, records))
+    ends: dict[tuple[str, int], int] = {}
+    for r, off in zip(records, offsets, strict=True):
+        tp = (r.topic, int(r.partition))
+        ends[tp] = max(ends.get(tp, 0), off + 1)
+    return ends

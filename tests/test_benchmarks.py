@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks import dataset, gorilla, harness, peers, verify
+from benchmarks import (
+    accounting,
+    dataset,
+    gorilla,
+    peers,
+    procs,
+    render,
+    targets,
+    verify,
+    workload,
+)
+from benchmarks.cli import main as bench_main
 from benchmarks.ingestrun import parse_counters
 from benchmarks.memory import RssSampler
+from benchmarks.names import FIRST_RUN, WARM
 from benchmarks.profile import inclusive, top_frames
-from benchmarks.stats import Runs
+from benchmarks.results import Results, Run, Section
+from benchmarks.suites import Contender, hive_files, run_rounds
+from benchmarks.suites.build import published_seconds
+from benchmarks.suites.ingest import raw_store_problems
 from tailor import framing, layout
 from tailor.config import StoreConfig
 from tailor.records import ObjectRecord
@@ -24,9 +41,9 @@ H = 1767225600
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> harness.Prepared:
+def small(tmp_path_factory: pytest.TempPathFactory) -> workload.Prepared:
     work = tmp_path_factory.mktemp("bench")
-    return harness.prepare(20_000, 3, work, "t")
+    return workload.prepare(20_000, 3, work, "t")
 
 
 def test_gorilla_counts_the_papers_bits() -> None:
@@ -46,7 +63,7 @@ def test_gorilla_counts_the_papers_bits() -> None:
     assert g2.stream_bytes > 2 * ((64 + 14 + 64 + 9 + 1 + 7) // 8) - 1
 
 
-def test_sorted_check_and_bit_exact_compare(small: harness.Prepared) -> None:
+def test_sorted_check_and_bit_exact_compare(small: workload.Prepared) -> None:
     t = next(v for v in small.reference.values() if v.num_rows > 3)
     t = verify.normalize(t)
     assert verify.is_strictly_sorted(t)
@@ -59,27 +76,49 @@ def test_sorted_check_and_bit_exact_compare(small: harness.Prepared) -> None:
     assert not verify.same_rows(t, changed)
 
 
-def test_peers_match_the_oracle(small: harness.Prepared, tmp_path: Path) -> None:
-    assert small.points >= 20_000
-    got_rows = pq.ParquetFile(small.raw_points).metadata.num_rows
-    assert got_rows == small.points
-    con = peers.duckdb_connect(threads=2)
-    try:
-        peers.run_duckdb(peers.Job(small.raw_points, str(tmp_path / "duck")), con)
-    finally:
-        con.close()
-    peers.run_polars(peers.Job(small.raw_points, str(tmp_path / "polars")))
-    rows = sum(t.num_rows for t in small.reference.values())
-    for name in ("duck", "polars"):
-        chk = verify.compare(name, verify.hive_files(tmp_path / name), small.reference,
-                             exact_nan=False)
-        assert chk.ok, chk.problems
-        assert chk.rows == rows
-    strict = verify.compare("polars", verify.hive_files(tmp_path / "polars"), small.reference)
-    assert strict.ok, strict.problems
+@pytest.mark.parametrize("engine", ["duckdb", "polars", "chdb", "datafusion"])
+def test_peers_match_the_oracle_bit_for_bit(small: workload.Prepared, tmp_path: Path,
+                                            engine: str) -> None:
+    """Each peer as the harness runs it (a process of its own), checked as strictly as Tailor."""
+    assert pq.ParquetFile(small.raw_points).metadata.num_rows == small.points
+    if peers.missing(engine):
+        pytest.skip(peers.missing(engine) or "")
+    out = tmp_path / engine
+    subprocess.run([sys.executable, "-m", "benchmarks.peers", engine, "--points",
+                    small.raw_points, "--out", str(out), "--json", str(tmp_path / "t.json")],
+                   check=True, cwd=str(procs.REPO), env=procs.clean_env())
+    chk = verify.compare(engine, verify.hive_files(out), small.reference)
+    assert chk.ok, chk.problems
+    assert chk.rows == small.rows
+    assert json.loads((tmp_path / "t.json").read_text())["seconds"] > 0
 
 
-def test_direct_raw_objects_are_framed_and_indexed(small: harness.Prepared,
+def test_duckdb_struct_arg_max_is_caught(small: workload.Prepared, tmp_path: Path) -> None:
+    """The pitfall PITFALLS names: arg_max over a struct key loses NaN payloads, and the
+    bit-for-bit check sees it (the synth data has NaN payloads)."""
+    import duckdb
+
+    con = duckdb.connect()
+    t = con.sql(f"""SELECT org_id % 64 AS shard, ts - ts % 14400 AS win, org_id, metric_id,
+                           context_key, ts, arg_max(value, {{'i': intake_ns, 'x': idx}}) AS value
+                    FROM read_parquet('{small.raw_points}') GROUP BY ALL
+                    ORDER BY shard, win, org_id, metric_id, context_key, ts""").to_arrow_table()
+    con.close()
+    got = {}
+    for shard, win in {(int(a), int(b)) for a, b in zip(t.column("shard").to_pylist(),
+                                                           t.column("win").to_pylist(),
+                                                           strict=True)}:
+        d = tmp_path / f"shard={shard}" / f"win={win}"
+        d.mkdir(parents=True)
+        part = t.filter((t.column("shard").to_numpy() == shard)
+                        & (t.column("win").to_numpy() == win))
+        pq.write_table(part.drop_columns(["shard", "win"]), d / "p.parquet")
+    got = verify.hive_files(tmp_path)
+    assert not verify.compare("struct", got, small.reference).ok
+    assert verify.compare("lenient", got, small.reference, exact_nan=False).ok
+
+
+def test_direct_raw_objects_are_framed_and_indexed(small: workload.Prepared,
                                                    tmp_path: Path) -> None:
     store = Store(StoreConfig(url=str(tmp_path / "raw")))
     n = dataset.write_raw_objects(small.valid, store, ShardMap(), max_object_bytes=1 << 12)
@@ -99,7 +138,7 @@ def test_direct_raw_objects_are_framed_and_indexed(small: harness.Prepared,
     assert frames == payloads == len(small.valid)
 
 
-def test_sampler_counters_profile_and_report(small: harness.Prepared, tmp_path: Path) -> None:
+def test_sampler_counters_profile_and_report(small: workload.Prepared, tmp_path: Path) -> None:
     import os
 
     with RssSampler({os.getpid(): "me"}, interval=0.01) as s:
@@ -115,18 +154,8 @@ def test_sampler_counters_profile_and_report(small: harness.Prepared, tmp_path: 
                     "main (a.py:1);encode (encode.py:5) 10\n")
     assert top_frames(str(prof), 1) == [("_inner (decode.py)", 0.75)]
     assert inclusive(str(prof), r"decode\.py", 1)[0][1] == 0.75
-    res = harness.Results({"seed": 3}, "python -m benchmarks --points 20000")
-    res.dataset = {"points_target": 20_000, "records": 1, "valid": 1, "invalid": 0,
-                   "points": small.points, "payload_bytes": 1, "record_bytes": 1, "gen_s": 0.1,
-                   "rows": 1, "chunks": 1, "windows": ["2026-01-01T00"], "raw_points_bytes": 1}
-    res.build = {"tailor": Runs([1.0, 2.0, 3.0]), "duckdb": Runs([4.0, 5.0, 6.0])}
-    res.checks = {"tailor": verify.Check("tailor")}
-    res.stages = {"zstd": Runs([1.0]), "thread-cpu": Runs([0.5])}
-    res.size = {"rows": 10, "series_blocks": 1, "tailor": 50, "gorilla_streams": 40,
-                "gorilla_keys": 20, "gorilla_total": 60, "duckdb": 100, "tailor_files": 1}
-    md = harness.render(res)
-    assert "| tailor | 3 | 2.00 s (1.00–3.00) |" in md
-    assert "vs duckdb: 2.50×" in md and "S files / Gorilla + keys: 0.83×" in md
+    assert published_seconds("x\ntailor build: 3/3 chunk(s) published in 4.2s\n") == 4.2
+    assert published_seconds("no summary") is None
 
 
 def _reference_bits(ts: list[int], vals: list[float], header: int) -> int:
@@ -172,3 +201,126 @@ def test_gorilla_matches_a_plain_bit_writer() -> None:
     z = np.zeros(len(org), dtype=np.uint64)
     g = gorilla.encode_size(org, z, z, np.array(tss, dtype=np.uint32), np.array(vals), H)
     assert (g.series_blocks, g.stream_bytes) == (6, total)
+
+
+# -- accounting, the round runner, results and render ---------------------------------
+
+
+def _system(sec: Section, name: str, kind: str, *runs: Run) -> None:
+    sec.system(name, kind).runs.extend(runs)  # type: ignore[arg-type]
+
+
+def _ok(rnd: int, secs: float, **extra: float) -> Run:
+    return Run(round=rnd, seconds=secs, checked=True, extra=extra)
+
+
+def test_a_wrong_or_failed_system_is_in_no_ratio() -> None:
+    sec = Section(points=1000)
+    _system(sec, WARM, "tailor", _ok(1, 2.0), _ok(2, 2.0))
+    _system(sec, FIRST_RUN, "tailor", _ok(1, 2.5), Run(round=2, seconds=0.1, exit_code=1))
+    # the fastest peer, but its second round's output was wrong: left out
+    _system(sec, "fast", "peer", _ok(1, 1.0),
+            Run(round=2, seconds=1.0, checked=True, problems=["chunk (0, 0): 1 row differs"]))
+    # a peer whose process failed once: a non-zero exit never counts, even checked
+    _system(sec, "crashy", "peer", _ok(1, 1.5), Run(round=2, seconds=0.5, exit_code=137,
+                                                    checked=True))
+    _system(sec, "slow", "peer", _ok(1, 8.0), _ok(2, 6.0))
+    assert accounting.seconds(sec.get("crashy")).values == [1.5]  # type: ignore[arg-type]
+    assert accounting.best_peer(sec) is sec.get("slow")
+    r = accounting.speedup(sec, WARM)
+    assert (r.value, r.over, r.missing) == (3.5, "slow", "")
+    assert "output WRONG" in (accounting.excluded(sec.get("fast")) or "")  # type: ignore[arg-type]
+    assert "exit code 137" in (accounting.excluded(sec.get("crashy")) or "")  # type: ignore[arg-type]
+    # a Tailor line with a failed run has no ratio at all
+    first = accounting.slowdown(sec, FIRST_RUN, WARM)
+    assert first.value != first.value and "exit code 1" in first.missing
+    # an unchecked run never counts either
+    _system(sec, "unchecked", "peer", Run(round=1, seconds=0.01))
+    assert accounting.best_peer(sec) is sec.get("slow")
+    md = render.render(Results(command="x", build=sec))
+    assert "| fast (**does not count**: round 2: output WRONG" in md
+    assert f"**warm CLI vs the best peer** (slow): {targets.BUILD_WARM.verdict(3.5)}" in md
+    assert "3.50× (target ≥ 3×: met)" in md
+
+
+def test_every_round_of_every_system_is_checked(small: workload.Prepared,
+                                                tmp_path: Path) -> None:
+    """Round 2 of "flaky" writes one chunk backwards; "crash" exits 1 after a right output."""
+    ref = small.reference
+
+    def write(out: str, backwards: bool) -> None:
+        for (shard, win), t in ref.items():
+            d = Path(out) / f"shard={shard}" / f"win={win}"
+            d.mkdir(parents=True)
+            t = verify.normalize(t)
+            if backwards and t.num_rows > 1:
+                t = t.take(list(range(t.num_rows - 1, -1, -1)))
+                backwards = False
+            pq.write_table(t, d / "p.parquet")
+
+    def good(rnd: int, out: str) -> Run:
+        write(out, False)
+        return Run(round=rnd, seconds=1.0)
+
+    def flaky(rnd: int, out: str) -> Run:
+        write(out, rnd == 2)
+        return Run(round=rnd, seconds=0.5)
+
+    def crash(rnd: int, out: str) -> Run:
+        write(out, False)
+        return Run(round=rnd, seconds=0.1, exit_code=1)
+
+    sec, res = Section(), Results(command="x")
+    run_rounds(sec, [Contender(WARM, "tailor", good, hive_files, "good"),
+                     Contender("flaky", "peer", flaky, hive_files, "flaky"),
+                     Contender("crash", "peer", crash, hive_files, "crash")],
+               2, ref, tmp_path, res, lambda: None)
+    good_s, flaky_s, crash_s = sec.systems
+    assert [r.checked and not r.problems for r in good_s.runs] == [True, True]
+    assert [bool(r.problems) for r in flaky_s.runs] == [False, True]
+    assert "not strictly sorted" in " ".join(flaky_s.runs[1].problems)
+    assert [r.checked for r in crash_s.runs] == [False, False]  # a failed process: not read
+    assert accounting.best_peer(sec) is None
+    assert "no peer counts" in accounting.speedup(sec, WARM).missing
+
+
+def test_results_round_trip_and_render_command(tmp_path: Path) -> None:
+    sec = Section(points=4_000_000, stages={"zstd": [1.0, 2.0], "thread-cpu": [0.5, 0.5]})
+    _system(sec, WARM, "tailor", _ok(1, 2.0, startup_s=1.0, published_s=1.5))
+    _system(sec, FIRST_RUN, "tailor", _ok(1, 4.0, startup_s=3.0))
+    _system(sec, "duckdb", "peer", _ok(1, 7.0, startup_s=0.2), _ok(2, 5.0, startup_s=0.2))
+    res = Results(command="python -m benchmarks --points 20000", build=sec,
+                  dataset={"points_target": 20_000, "records": 1, "valid": 1, "invalid": 0,
+                           "points": 4_000_000, "payload_bytes": 1, "record_bytes": 1,
+                           "gen_s": 0.1, "rows": 1, "chunks": 1, "windows": ["2026-01-01T00"],
+                           "raw_points_bytes": 1},
+                  size={"rows": 10, "series_blocks": 1, "tailor": 50, "gorilla_streams": 40,
+                        "gorilla_keys": 20, "gorilla_total": 60, "duckdb": 100,
+                        "tailor_files": 1})
+    res.add_memory("1×", "worker", 2**30)
+    path, md_path = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    res.save(path)
+    assert Results.load_file(path) == res
+    assert bench_main(["render", str(path), "-o", str(md_path)]) == 0
+    md = md_path.read_text()
+    assert md == render.render(res)
+    assert f"| {WARM} | 1/1 | 2.00 s | 2,000,000 | 1.00 s (50%) | 1.50 s |" in md
+    assert "| duckdb | 2/2 | 6.00 s (5.00–7.00) | 666,667 |" in md
+    assert ("warm `tailor build` CLI vs the best peer (issue 12; ≥ 5× is the next step) | "
+            "3.00× (target ≥ 3×: met) against duckdb |") in md
+    assert "2.00× (target ≤ 1.5×: NOT met)" in md  # first run / warm
+    assert "| **zstd** | 1.50 s (1.00–2.00) |" in md
+    assert "S files / Gorilla streams only: 1.25× (target ≤ 1×: NOT met)" in md
+    assert "| 1× | worker | 1024 MiB" in md
+
+
+def test_raw_store_check_counts_payloads_once_per_object(tmp_path: Path) -> None:
+    idx = tmp_path / "index" / "org-mod-1"
+    for hour in ("2026-01-01T00", "2026-01-01T01"):  # one object, indexed under two hours
+        (idx / hour).mkdir(parents=True)
+        (idx / hour / "b.json").write_text(json.dumps({"key": "objects/b", "payloads": 3}))
+    q = tmp_path / "quarantine" / "t" / "0"
+    q.mkdir(parents=True)
+    (q / "x.jsonl").write_text('{"a": 1}\n{"a": 2}\n')
+    assert raw_store_problems(str(tmp_path), 3, 2) == []
+    assert len(raw_store_problems(str(tmp_path), 4, 1)) == 2
