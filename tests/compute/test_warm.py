@@ -18,7 +18,7 @@ _CHECK = textwrap.dedent("""
     import numba
     import numpy as np
     from tailor import framing, payload
-    from tailor.compute import decode, merge, read
+    from tailor.compute import decode, merge, read, route
     from tailor.compute.plan import ReadTask, split_ranges
     from tailor.compute.warm import warm
     from tailor.shards import ShardMap
@@ -56,9 +56,11 @@ _CHECK = textwrap.dedent("""
         rr = read.scan_owned(lambda a, b: data[a:b], t)
         loads.append(decode.decode_range(rr, shard, smap, T0, T0 + 2 * W))
     merge.sort_dedup_windows(loads, [T0, T0 + W])
-    spl = merge.choose_splitters([merge.sample(p, 3) for p in loads], 3)
+    starts = [T0, T0 + W]
+    spl = route.choose_splitters([route.sample(p, starts, 3) for p in loads], 3)
+    pieces = [route.split(x, starts, spl, 3) for x in loads]
     for p in range(3):
-        merge.sort_dedup([merge.select_partition(x, spl, p) for x in loads])
+        merge.sort_dedup_windows([x[p] for x in pieces], starts)
     after = loaded()
     new = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert not new, f"kernels loaded after warm(): {new}"
