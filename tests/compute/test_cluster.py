@@ -1,23 +1,26 @@
-"""A real multi-process cluster (`dask scheduler` + two `dask worker`), one worker killed."""
+"""A real multi-process cluster (`dask scheduler` + two `dask worker`), one worker killed
+in the middle of the exchange."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import cloudpickle
 import pytest
 from distributed import Client
 
 from tailor import services
-from tailor.compute.build import ChunkResult, build_chunks
+from tailor.compute.build import build_chunks
 from tailor.config import BuildConfig, StoreConfig
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
+from . import killer
 from .rawgen import T0, W, expected, mixed_payloads, rows_of, write_object
 from .test_build import SHARD, chunk_table
 
@@ -56,9 +59,12 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, subprocess.Popen[by
         log.close()
 
 
-def test_worker_killed_mid_build_same_output(
+def test_worker_killed_mid_exchange_same_output(
         client: Client, cluster: tuple[str, dict[str, subprocess.Popen[bytes]]],
         tmp_path: Path) -> None:
+    """The worker about to run the first reduce task is SIGKILLed (a scheduler plugin
+    watching transitions): every map has run, the pieces sit on both workers.  Dask
+    recomputes what the dead worker held; the S files are byte-identical."""
     addr, workers = cluster
     raw_cfg = StoreConfig(url=str(tmp_path / "raw"))
     raw = Store(raw_cfg)
@@ -74,24 +80,21 @@ def test_worker_killed_mid_build_same_output(
 
     out_cfg = StoreConfig(url=str(tmp_path / "out"))
     cfg = BuildConfig(raw=raw_cfg, out=out_cfg, scheduler=addr, **kw)  # type: ignore[arg-type]
-    with Client(addr) as c:
-        c.wait_for_workers(2, timeout=60)
-        result: list[ChunkResult] = []
-        t = threading.Thread(target=lambda: result.extend(build_chunks(c, cfg, chunks)))
-        t.start()
-        killed = None
-        deadline = time.monotonic() + 60
-        while killed is None and t.is_alive() and time.monotonic() < deadline:
-            for w, keys in c.has_what().items():
-                if w in workers and sum(1 for k in keys
-                                          if str(k).startswith(("sample-", "part-"))) >= 4:
-                    workers[w].kill()
-                    killed = w
-                    break
-            time.sleep(0.01)
-        assert killed is not None and t.is_alive(), "the build finished before a worker died"
-        t.join(180)
-        assert not t.is_alive()
+    cloudpickle.register_pickle_by_value(killer)
+    try:
+        with Client(addr) as c:
+            c.wait_for_workers(2, timeout=60)
+            c.register_plugin(killer.KillOnFirst("reduce"))
+            result = build_chunks(c, cfg, chunks)
+
+            def seen(dask_scheduler: Any) -> tuple[str | None, int]:
+                p = dask_scheduler.plugins[killer.KillOnFirst.name]
+                return p.killed, p.done_before
+            killed, done_before = c.run_on_scheduler(seen)
+    finally:
+        cloudpickle.unregister_pickle_by_value(killer)
+    assert killed in workers and done_before == 0, (killed, done_before)
+    assert workers[killed].wait(10) == -signal.SIGKILL
     assert [r.ok for r in result] == [True, True], [r.error for r in result]
     smap = ShardMap()
     for w in (T0, T0 + W):
