@@ -211,13 +211,22 @@ def ingest(**kw: Any) -> None:
     sys.exit(run(cfg))
 
 
+#: The smallest --memory-budget (BuildConfig's bound): tests and toy chunks only.
+MIN_MEMORY_BUDGET = 16 * 2**20
+
+
 def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> BuildConfig:
+    budget = parse_bytes(kw["memory_budget"], what="--memory-budget")
+    if budget < MIN_MEMORY_BUDGET:
+        raise ConfigError(f"--memory-budget {kw['memory_budget']!r} is below 16MiB",
+                          fix="give the build data one worker may hold, at least 16MiB; the "
+                              "default 4GiB suits 2 workers on a 24 GiB machine")
     return BuildConfig(
         raw=StoreConfig(url=kw["raw"], s3_endpoint_url=kw["s3_endpoint_url"]),
         out=StoreConfig(url=kw["out"], s3_endpoint_url=kw["s3_endpoint_url"]),
         shards=shards, windows=windows, window_seconds=_windows_length(kw["window_length"]),
         scheduler=kw["scheduler"], range_bytes=parse_bytes(kw["range_bytes"], what="--range-bytes"),
-        memory_budget=parse_bytes(kw["memory_budget"], what="--memory-budget"),
+        memory_budget=budget,
         rows_per_partition=kw["rows_per_partition"],
         shards_file=kw["shards_file"], n_workers=kw["workers"],
         ready=kw["ready"], grace_s=parse_duration(kw["grace"], what="--grace"),

@@ -6,11 +6,14 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
 from distributed import Client
 
+from tailor.cli import main
 from tailor.compute import reader
 from tailor.compute.budget import partition_rows
 from tailor.compute.build import build_chunks
+from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
 from tailor.shards import ShardMap
 from tailor.storage import Store
@@ -91,3 +94,25 @@ def test_series_longer_than_a_partition_is_split_by_ts(client: Client, tmp_path:
     # Only that series spans files.
     for a, b in itertools.pairwise(m.files):
         assert a.max_key[:3] != b.min_key[:3] or a.max_key[:3] == [7, 5, 5]
+
+
+def test_cli_memory_budget_from_env_and_config(client: Client, tmp_path: Path) -> None:
+    """``TAILOR_MEMORY_BUDGET`` (or the config key ``memory-budget``) sizes the partitions;
+    the summary counts what was decoded; a budget below the floor is refused."""
+    raw = tmp_path / "raw"
+    gens = one_org(4, 40, 100, series=300)
+    write_object(Store(StoreConfig(url=str(raw))), SHARD, gens)
+    conf = tmp_path / "build.yaml"
+    conf.write_text("memory-budget: 8GiB\nrows-per-partition: 1000\n")
+    args = ["build", "--raw", str(raw), "--shard", SHARD, "--window", "2026-01-01T00",
+            "--scheduler", client.scheduler.address, "--config", str(conf)]
+    runner = CliRunner()
+    res = runner.invoke(main, [*args, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    n = sum(len(g.points) for g in gens)
+    assert f"decoded {n} points of {len(gens)} frame(s), each byte range once" in res.output
+    m = read_manifest(Store(StoreConfig(url=str(tmp_path / "a"))), SHARD, T0)
+    assert m is not None and len(m.files) >= 3  # rows-per-partition from the file
+    bad = runner.invoke(main, [*args, "--out", str(tmp_path / "b")],
+                        env={"TAILOR_MEMORY_BUDGET": "1MiB"})
+    assert bad.exit_code == 2 and "--memory-budget '1MiB' is below 16MiB" in bad.output
