@@ -76,8 +76,11 @@ UNIT_WINDOWS = 4
 
 
 #: Small fusable units are packed into tasks of about a partition's points / PACK_FRACTION
-#: points (a task costs a few ms of scheduling; a tiny unit takes about as long).
+#: points (a task costs a few ms of scheduling; a tiny unit takes about as long), and
+#: into at least PACK_PER_WORKER tasks per worker when there are that many units (so
+#: the last task does not leave the other workers idle).
 PACK_FRACTION = 8
+PACK_PER_WORKER = 4
 
 
 def units_of(chunks: Sequence[tuple[str, int]]) -> list[list[int]]:
@@ -166,7 +169,8 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     running: dict[Any, list[int]] = {}  # future → chunk indices it publishes (in order)
     unit_of = {i: chunks[u[0]] for u in fused + graphed for i in u}
     sizes = [sum(planned[i].est_points for i in unit) for unit in fused]
-    for b in pack(sizes, max(1, rows // PACK_FRACTION)):
+    target = min(rows // PACK_FRACTION, sum(sizes) // (PACK_PER_WORKER * workers))
+    for b in pack(sizes, max(1, target)):
         group = [fused[j] for j in b]
         fut = submit_units(client, cfg.raw, cfg.out, smap,
                            [([planned[i] for i in u], [attempts[i] for i in u]) for u in group],
