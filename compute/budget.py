@@ -17,7 +17,14 @@ what has not been spilled yet.  The sizes below give a task at most
   partition up to twice that: still within half the budget;
 - a map task holds its raw bytes and their decoded rows twice (decoded, then
   cut into pieces): :data:`MAP_BYTES_PER_RAW_BYTE` per raw byte, so its byte
-  ranges total at most ``budget × TASK_SHARE / MAP_BYTES_PER_RAW_BYTE``.
+  ranges total at most ``budget × TASK_SHARE / MAP_BYTES_PER_RAW_BYTE``
+  (:func:`map_bytes`); a unit gets about :data:`MAPS_PER_WORKER` maps per
+  worker within that bound (:func:`map_group_bytes`).
+
+A unit has (maps × partitions) piece tasks, each a lookup costing the
+scheduler about a millisecond: at the default budget a 100M-point chunk has
+~25 maps × 15 partitions; a budget tiny for its chunk makes both numbers
+grow with the chunk and the build scheduler-bound.
 
 A worker process also needs :data:`WORKER_OVERHEAD` for Python, Dask, numba
 and Arrow before any data: Tailor's own LocalCluster gives each worker a Dask
@@ -41,6 +48,8 @@ MAP_BYTES_PER_RAW_BYTE: Final = 10
 WORKER_OVERHEAD: Final = 512 * 2**20
 #: Smallest byte range a map task reads (read.py fetches at least 64 KiB of tail anyway).
 MIN_RANGE_BYTES: Final = 64 * 1024
+#: Map tasks per worker a unit is cut into at least, while the budget allows.
+MAPS_PER_WORKER: Final = 4
 
 
 def partition_rows(memory_budget: int, override: int | None = None) -> int:
@@ -53,11 +62,25 @@ def partition_rows(memory_budget: int, override: int | None = None) -> int:
     return max(1, int(memory_budget * TASK_SHARE) // SORT_BYTES_PER_POINT)
 
 
-def map_bytes(memory_budget: int, range_bytes: int) -> int:
-    """Raw bytes per byte range and map task: ``range_bytes``, or less if the budget
-    needs it (never below :data:`MIN_RANGE_BYTES` for that reason)."""
-    cap = int(memory_budget * TASK_SHARE) // MAP_BYTES_PER_RAW_BYTE
-    return min(range_bytes, max(MIN_RANGE_BYTES, cap))
+def map_bytes(memory_budget: int) -> int:
+    """Raw bytes one map task may read: what the budget allows (at least
+    :data:`MIN_RANGE_BYTES`)."""
+    return max(MIN_RANGE_BYTES, int(memory_budget * TASK_SHARE) // MAP_BYTES_PER_RAW_BYTE)
+
+
+def range_bytes(memory_budget: int, range_bytes: int) -> int:
+    """Bytes per planned byte range: ``--range-bytes``, or less if the budget needs it."""
+    return min(range_bytes, map_bytes(memory_budget))
+
+
+def map_group_bytes(memory_budget: int, unit_bytes: int, workers: int) -> int:
+    """Raw bytes per map task of a unit of ``unit_bytes``: about
+    :data:`MAPS_PER_WORKER` maps per worker (so maps overlap), within :func:`map_bytes`.
+
+    Fewer, bigger maps mean fewer pieces: a unit has (maps × partitions) piece tasks.
+    """
+    even = -(-unit_bytes // max(1, MAPS_PER_WORKER * workers))
+    return min(map_bytes(memory_budget), max(MIN_RANGE_BYTES, even))
 
 
 def worker_memory_limit(memory_budget: int) -> int:

@@ -23,7 +23,7 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .budget import map_bytes, partition_rows, worker_memory_limit
+from .budget import partition_rows, range_bytes, worker_memory_limit
 from .exchange import submit_exchange
 from .graph import Published, fusable, pack, submit_plans, submit_units
 from .monitor import StageMetrics
@@ -130,14 +130,14 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
               file=sys.stderr)
     length = cfg.window_seconds
     rows = partition_rows(cfg.memory_budget, cfg.rows_per_partition)
-    range_bytes = map_bytes(cfg.memory_budget, cfg.range_bytes)
+    rbytes = range_bytes(cfg.memory_budget, cfg.range_bytes)
     attempts = [new_attempt() for _ in chunks]
     units = units_of(chunks)
     results: list[ChunkResult | None] = [None] * len(chunks)
     workers = len(client.scheduler_info().get("workers", {})) or 1
     batches = submit_plans(client, cfg.raw, smap,
                            [(chunks[u[0]][0], tuple(chunks[i][1] for i in u)) for u in units],
-                           length, range_bytes, rows, 2 * workers,
+                           length, rbytes, rows, 2 * workers,
                            attempts[0] if attempts else "")
     plan_futs = [f for _, f in batches]
     _d.wait(plan_futs)
@@ -178,7 +178,7 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         running[fut] = [i for u in group for i in u]
     for unit in graphed:
         fut = submit_exchange(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
-                              [attempts[i] for i in unit], rows, range_bytes)
+                              [attempts[i] for i in unit], rows, cfg.memory_budget, workers)
         running[fut] = unit
     done = 0
     outcome: dict[int, Published | str] = {}

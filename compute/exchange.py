@@ -44,6 +44,7 @@ from tailor.errors import TailorError
 from tailor.shards import ShardMap
 
 from . import merge, route
+from .budget import map_group_bytes
 from .decode import Points, concat
 from .graph import (
     RETRIES,
@@ -188,11 +189,12 @@ def t_publish_unit(out: StoreConfig, plans: list[ChunkPlan], attempts: list[str]
 # -- graph -----------------------------------------------------------------------
 def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
                     plans: list[ChunkPlan], attempts: list[str], rows_per_partition: int,
-                    map_bytes: int) -> Any:
+                    memory_budget: int, workers: int) -> Any:
     """Submit a unit's distributed sort; returns the future of its publish task.
 
     ``ceil(points / rows_per_partition)`` partitions over the unit's windows
-    together; map tasks read at most ``map_bytes`` of raw ranges each.
+    together; map tasks read :func:`~tailor.compute.budget.map_group_bytes` of
+    raw ranges each.
     Task keys start with the stage (``map``, ``sample``, ``splitters``,
     ``split``, ``piece``, ``reduce``, ``publish``): Dask's task prefix, hence
     the dashboard's task groups and the ``task`` label of the stage timers.
@@ -206,7 +208,9 @@ def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, smap: Sh
     windows = sorted((cp.start, cp.end) for cp in plans)
     starts = [a for a, _b in windows]
     nparts, stride = partitioning(sum(cp.est_points for cp in plans), rows_per_partition)
-    groups = group_ranges(range_items(plans), map_bytes)
+    items = range_items(plans)
+    unit_bytes = sum(t.end - t.start for t, _a, _b in items)
+    groups = group_ranges(items, map_group_bytes(memory_budget, unit_bytes, workers))
     maps = [sub(t_map, raw, smap, shard, g, windows, stride, name=f"map-{i}")
             for i, g in enumerate(groups)]
     metas = [sub(t_meta, m, name=f"sample-{i}") for i, m in enumerate(maps)]
