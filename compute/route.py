@@ -167,7 +167,8 @@ def split(pts: Points, starts: Sequence[int], splitters: RouteKeys, parts: int) 
     """``pts`` cut into ``parts`` pieces by ``splitters`` (fewer than ``parts`` of them).
 
     Piece ``p`` holds the rows whose route key lies in ``[splitter p-1, splitter p)``
-    (views of one scattered copy of the columns; empty pieces for empty partitions).
+    (empty for an empty partition).  Each piece owns its columns, so Dask frees
+    what it spills or moves piece by piece (views of one array would keep it all).
     """
     sw, so, sm, sc, st = splitters
     if len(so) >= max(parts, 1):
@@ -180,4 +181,5 @@ def split(pts: Points, starts: Sequence[int], splitters: RouteKeys, parts: int) 
         del pid
         whole = Points(cols[0], cols[1], cols[2], cols[3], cols[4].view(np.float64), cols[5],
                        cols[6])
-        return [whole.slice(int(bounds[p]), int(bounds[p + 1])) for p in range(parts)]
+        del cols
+        return [whole.slice(int(bounds[p]), int(bounds[p + 1])).copy() for p in range(parts)]
