@@ -183,8 +183,8 @@ class _Open:
             orgs=sorted(self.orgs), hours=hour_counts(dict(self.hours)),
             written_ns=time.time_ns())
         data = rec.dumps()
-        for hour in sorted(self.hours):
-            raw.put(layout.index_key(shard, hour, batch_id), data)
+        for key in layout.index_keys(shard, self.hours, batch_id):
+            raw.put(key, data)
 
 
 def write_raw_objects(valid: Iterable[Valid], raw: Store, smap: ShardMap, *,

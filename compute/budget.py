@@ -28,7 +28,8 @@ grow with the chunk and the build scheduler-bound.
 
 A worker process also needs :data:`WORKER_OVERHEAD` for Python, Dask, numba
 and Arrow before any data: Tailor's own LocalCluster gives each worker a Dask
-memory limit of budget + overhead (:func:`worker_memory_limit`).
+memory limit of budget + overhead (:func:`local_memory_limit`; with in-process
+workers, the process holds every worker's budget beside one interpreter).
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def map_group_bytes(memory_budget: int, unit_bytes: int, workers: int) -> int:
     return min(map_bytes(memory_budget), max(MIN_RANGE_BYTES, even))
 
 
-def worker_memory_limit(memory_budget: int) -> int:
-    """The Dask ``memory_limit`` of a worker Tailor starts: budget plus interpreter."""
-    return memory_budget + WORKER_OVERHEAD
+def local_memory_limit(memory_budget: int, workers: int, *, processes: bool) -> int:
+    """The Dask ``memory_limit`` of each worker of Tailor's own LocalCluster.
+
+    A worker process: its budget plus the interpreter.  In-process workers
+    (threads of the build process) each measure the whole process, so each
+    gets every worker's budget plus one interpreter.
+    """
+    return (memory_budget if processes else workers * memory_budget) + WORKER_OVERHEAD

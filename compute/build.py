@@ -23,7 +23,7 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .budget import partition_rows, range_bytes, worker_memory_limit
+from .budget import local_memory_limit, partition_rows, range_bytes
 from .exchange import submit_exchange
 from .graph import Published, fusable, pack, submit_plans, submit_units
 from .monitor import StageMetrics
@@ -226,16 +226,48 @@ WORKER_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
                         "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
 
 
+def _mallopt(settings: dict[str, str]) -> None:
+    """Apply ``WORKER_MALLOC``-style settings to this process (glibc ``mallopt``)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        opts = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}
+        for key, value in settings.items():
+            if key in opts:
+                libc.mallopt(opts[key], int(value))
+    except (OSError, AttributeError, ValueError):  # not glibc: its defaults stay
+        return
+
+
 def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
                   dashboard_address: str | None = "127.0.0.1:0",
-                  malloc: dict[str, str] = WORKER_MALLOC,
+                  malloc: dict[str, str] = WORKER_MALLOC, processes: bool = True,
                   memory_limit: int | str = "auto") -> Any:
-    """A loopback ``LocalCluster`` of worker processes with ``malloc`` settings.
+    """A loopback ``LocalCluster`` with ``malloc`` settings (``{}`` keeps Dask's own).
 
-    ``malloc={}`` keeps Dask's own; ``memory_limit`` is each worker's Dask
-    memory limit (it spills task results to disk past 60 % of it).  Blocks
-    until the workers are up; the caller closes it.
+    ``processes=True``: one worker process each (memory isolated per worker,
+    a worker can be killed alone).  ``processes=False``: the workers are threads
+    of this process, talking in-process: no process spawn and no imports or
+    kernel loads per worker, which is most of a small build's wall time; every
+    kernel releases the GIL (numba ``nogil``, zstd, Arrow), so the sort and
+    encode stages still run in parallel.  ``memory_limit``: each worker's Dask
+    memory limit (it spills task results to disk past 60 % of it; in-process
+    workers all measure this one process).  Blocks until the workers are up;
+    the caller closes it.
     """
+    if not processes:
+        _mallopt(malloc)
+        # In-process workers use the inproc transport, whose address names the
+        # host's IP; the dashboard itself listens on loopback, so the link must too.
+        dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"})
+        return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                               processes=False, dashboard_address=dashboard_address,
+                               memory_limit=memory_limit)
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **malloc}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
@@ -245,14 +277,19 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
 
 @contextmanager
 def connect(cfg: BuildConfig) -> Iterator[Client]:
-    """A client on ``cfg.scheduler``, or on a new :func:`local_cluster` (closed after)
-    whose workers' memory limit is the budget plus the interpreter's share."""
+    """A client on ``cfg.scheduler``, or on a new :func:`local_cluster` (closed after).
+
+    The local cluster's workers are threads of this process unless
+    ``cfg.processes``; its memory limit follows ``cfg.memory_budget``
+    (:func:`~tailor.compute.budget.local_memory_limit`).
+    """
     if cfg.scheduler:
         with _d.Client(cfg.scheduler) as client:
             yield client
         return
-    limit = worker_memory_limit(cfg.memory_budget)
-    with local_cluster(cfg.n_workers or 2, memory_limit=limit) as cluster, \
+    n = cfg.n_workers or 2
+    limit = local_memory_limit(cfg.memory_budget, n, processes=cfg.processes)
+    with local_cluster(n, processes=cfg.processes, memory_limit=limit) as cluster, \
             _d.Client(cluster) as client:
         yield client
 

@@ -93,11 +93,13 @@ class StageCollector:
 class StageMetrics(SchedulerPlugin):
     """Scheduler plugin: registers :class:`StageCollector` once per process.
 
-    Registering it again (every build does) or on a new scheduler in the same
-    process points the one collector at the current scheduler.
+    Registering it again on the same scheduler (every build does) is a no-op
+    (``idempotent``: Dask would otherwise warn that it overwrites it); on a new
+    scheduler in the same process it points the one collector at that scheduler.
     """
 
     name = "tailor-stage-metrics"
+    idempotent = True
     _collector: ClassVar[StageCollector | None] = None
 
     async def start(self, scheduler: Any) -> None:

@@ -3,7 +3,8 @@
 The pure core is :func:`plan_chunk` (records in, :class:`ChunkPlan` out, no
 I/O).  :func:`list_records` is the only I/O: it lists
 ``index/{raw_shard}/{hour}/`` for the window's hours of every source of the
-shard (never the whole bucket) and reads the records.
+shard, and the coarser index buckets holding the window (never the whole
+bucket), and reads the records.
 """
 
 from __future__ import annotations
@@ -87,21 +88,23 @@ def plan_chunk(
     window, are skipped.  Tasks are in (key, start) order, so the same
     index gives the same plan.
     """
+    hour0 = layout.window_start(start, layout.HOUR)
     by_key: dict[str, ObjectRecord] = {}
+    points: dict[str, int] = {}
     for rec, org in records:
         if org is not None and org not in rec.orgs:
             continue
-        if rec.max_ts < start or rec.min_ts >= start + length:
+        if rec.max_ts < start or rec.min_ts >= start + length or rec.key in by_key:
             continue
-        by_key.setdefault(rec.key, rec)
+        n = rec.points_in(hour0, start + length - hour0)
+        if n > 0:  # a record of a coarse index bucket may hold no point of this window
+            by_key[rec.key], points[rec.key] = rec, n
     keys = sorted(by_key)
     tasks: list[ReadTask] = []
     est = 0
-    hour0 = layout.window_start(start, layout.HOUR)
     for k in keys:
-        rec = by_key[k]
-        tasks += split_ranges(k, rec.bytes, range_bytes)
-        est += rec.points_in(hour0, start + length - hour0)
+        tasks += split_ranges(k, by_key[k].bytes, range_bytes)
+        est += points[k]
     parts, stride = partitioning(est, rows_per_partition)
     inputs = tuple(InputObject(key=k, bytes=by_key[k].bytes, batch_id=by_key[k].batch_id,
                                written_ns=by_key[k].written_ns) for k in keys)
@@ -110,7 +113,10 @@ def plan_chunk(
 
 def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int,
                  *, threads: int = 16) -> list[tuple[ObjectRecord, int | None]]:
-    """Read the index records of every source of ``shard`` for the window's hours.
+    """Read the index records of every source of ``shard`` for the window: those
+    under its hours and under the coarser buckets holding it
+    (:func:`tailor.layout.index_dirs`; :func:`plan_chunk` drops the records of
+    objects with no point in the window).
 
     On S3 the GETs run on up to ``threads`` threads.
 
@@ -119,8 +125,8 @@ def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int
     """
     wanted: list[tuple[str, int | None]] = []
     for raw_shard, org in smap.sources(shard):
-        for hour in layout.hours(start, length):
-            for key in raw.list(layout.index_dir(raw_shard, hour) + "/"):
+        for folder in layout.index_dirs(raw_shard, start, start + length):
+            for key in raw.list(folder + "/"):
                 if key.endswith(".json"):
                     wanted.append((key, org))
     wanted = list(dict.fromkeys(wanted))

@@ -7,8 +7,9 @@ must (re)build.  Definitions (issue 4):
 
 - **ready**: every partition's durable watermark
   (:attr:`tailor.records.Watermark.durable_until_ns`, the minimum over all
-  watermark files) is at or past the window's end plus the grace period.  No
-  watermark at all means nothing is known to be durable: not ready.
+  watermark files, each at most the reader's clock plus a minute: see
+  :func:`durable_until`) is at or past the window's end plus the grace
+  period.  No watermark at all means nothing is known to be durable: not ready.
 - **stale**: the chunk is built and an index record of an object holding
   points of the window is not among the manifest's ``inputs`` (late data).
 - **candidate objects** of chunk (shard S, window W): the index records under
@@ -35,6 +36,7 @@ import socket
 import threading
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -43,8 +45,8 @@ from pydantic import ValidationError
 
 from tailor.config import BuildConfig
 from tailor.errors import TailorError
-from tailor.layout import HOUR, object_key, parse_stamp, stamp, window_start
-from tailor.records import Manifest, ObjectRecord, Watermark, _Record
+from tailor.layout import HOUR, object_key, stamp, window_start
+from tailor.records import CLOCK_SLACK_NS, Manifest, ObjectRecord, Watermark, _Record
 from tailor.shards import Dedicated, ShardMap
 from tailor.shards import load as load_shards
 from tailor.storage import Store
@@ -136,9 +138,21 @@ class ChunkRow:
         return asdict(self)
 
 
-def ingest_watermark(watermarks: Iterable[Watermark]) -> int | None:
-    """The oldest durable position over all partitions (ns); None if none known."""
-    vals = [w.durable_until_ns for w in watermarks]
+def durable_until(w: Watermark, now_ns: int | None = None) -> int:
+    """How far ``w``'s partition is durable (ns): its
+    :attr:`~tailor.records.Watermark.durable_until_ns`, at most ``now_ns``
+    (default: the wall clock) plus :data:`~tailor.records.CLOCK_SLACK_NS`.
+    Watermarks are written on other hosts from untrusted intake times, so a
+    reader never believes one further ahead of its own clock."""
+    now = time.time_ns() if now_ns is None else now_ns
+    return min(w.durable_until_ns, now + CLOCK_SLACK_NS)
+
+
+def ingest_watermark(watermarks: Iterable[Watermark], now_ns: int | None = None) -> int | None:
+    """The oldest durable position over all partitions (ns, each clamped by
+    :func:`durable_until`); None if none known."""
+    now = time.time_ns() if now_ns is None else now_ns
+    vals = [durable_until(w, now) for w in watermarks]
     return min(vals) if vals else None
 
 
@@ -158,11 +172,12 @@ def _windows_of_hours(hour_starts: Iterable[int], length: int) -> set[int]:
 
 
 def _windows_of(r: ObjectRecord, length: int) -> set[int]:
-    return _windows_of_hours((parse_stamp(h) for h, n in r.hours.items() if n > 0), length)
+    return _windows_of_hours(r.hour_table[0], length)
 
 
 #: What a listing of ``index/`` shows without reading a record:
-#: raw shard → batch id → hour starts the object is indexed under.
+#: raw shard → batch id → hour starts the object is indexed under, empty for
+#: an object indexed under coarser buckets only (its hours are in its record).
 Listing = Mapping[str, Mapping[str, Iterable[int]]]
 
 
@@ -189,9 +204,10 @@ def records_to_read(smap: ShardMap, shards: Sequence[str], listing: Listing,
         for batch, hrs in batches.items():
             key = object_key(raw, batch)
             wins = _windows_of_hours(hrs, length)
-            if any(key not in inputs.get((s, w), ())
-                   for s, org in targets for w in wins
-                   if org is None or _org_in_window(smap, s, smap.dedicated[org], w, w + length)):
+            coarse = not wins and bool(targets)  # only its record knows its hours
+            if coarse or any(
+                    key not in inputs.get((s, w), ()) for s, org in targets for w in wins
+                    if org is None or _org_in_window(smap, s, smap.dedicated[org], w, w + length)):
                 need.add((raw, batch))
     return need
 
@@ -218,11 +234,11 @@ def _max_ts(records: Sequence[ObjectRecord], start: int, end: int) -> int | None
         if start <= r.max_ts < end:
             m = r.max_ts
         else:
-            hrs = [parse_stamp(h) for h, n in r.hours.items()
-                   if n > 0 and start <= parse_stamp(h) < end]
-            if not hrs:
+            starts = r.hour_table[0]
+            i = bisect_left(starts, end) - 1  # the last hour with points before end
+            if i < 0 or starts[i] < start:
                 continue
-            m = min(max(hrs) + HOUR, end) - 1
+            m = min(starts[i] + HOUR, end) - 1
         best = m if best is None else max(best, m)
     return best
 
@@ -237,6 +253,7 @@ def chunk_rows(
     length: int,
     grace_s: float,
     listing: Listing | None = None,
+    now_ns: int | None = None,
 ) -> list[ChunkRow]:
     """One row per (shard, window) that has candidate objects or a manifest.
 
@@ -244,7 +261,8 @@ def chunk_rows(
     key allowed); ``manifests`` are keyed by ``(shard, window_start)``.  With
     ``listing``, ``records`` may omit the records :func:`records_to_read`
     left out: those objects count for the chunks whose manifests hold them.
-    Rows are sorted by shard (in ``shards`` order) then window.
+    ``now_ns`` (default: the wall clock) bounds the watermarks
+    (:func:`ingest_watermark`).  Rows are sorted by shard (in ``shards`` order) then window.
     """
     by_raw: dict[str, dict[str, ObjectRecord]] = {}
     for r in records:
@@ -257,7 +275,7 @@ def chunk_rows(
             if key not in by_raw.get(raw, {}):
                 for w in _windows_of_hours(hrs, length):
                     unread.setdefault((raw, w), set()).add(key)
-    wm = ingest_watermark(watermarks)
+    wm = ingest_watermark(watermarks, now_ns)
     rows: list[ChunkRow] = []
     for shard in shards:
         cands = candidates(smap, shard, raw_lists, length)

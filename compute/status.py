@@ -18,10 +18,17 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 
-from tailor.compute.ready import ChunkRow, chunk_rows, ingest_watermark, moves, records_to_read
+from tailor.compute.ready import (
+    ChunkRow,
+    chunk_rows,
+    durable_until,
+    ingest_watermark,
+    moves,
+    records_to_read,
+)
 from tailor.config import StatusConfig
-from tailor.errors import ConfigError, StorageError
-from tailor.layout import WINDOW_SECONDS, hours, index_dir, index_key, parse_stamp
+from tailor.errors import StorageError
+from tailor.layout import WINDOW_SECONDS, hours, index_dirs_of_hours, parse_index_dir
 from tailor.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, load
 from tailor.storage import Store
@@ -34,6 +41,26 @@ if TYPE_CHECKING:
 _THREADS = 16
 #: Unindexed raw objects and incomplete uploads older than this are reported.
 LEFTOVER_AGE_S = 3600
+#: A watermark not rewritten for this long has no live member: ingest rewrites
+#: every assigned partition's at least every ``--watermark-interval`` (30 s).
+STALE_WATERMARK_S = 600
+
+
+def stale_watermarks(watermarks: Iterable[Watermark], now_ns: int | None = None
+                     ) -> list[Watermark]:
+    """Watermarks older than :data:`STALE_WATERMARK_S`, oldest first: a
+    stopped consumer group, a partition no member owns, or a retired topic.
+    Each holds ``build --ready`` back until ingest runs again or its file is
+    deleted."""
+    now = time.time_ns() if now_ns is None else now_ns
+    old = [w for w in watermarks if now - w.updated_ns > STALE_WATERMARK_S * 10**9]
+    return sorted(old, key=lambda w: (w.updated_ns, w.group, w.topic, w.partition))
+
+
+def _age(ns: int, now_ns: int) -> str:
+    s = max(0, (now_ns - ns) // 10**9)
+    return f"{s // 86400} d" if s >= 2 * 86400 else f"{s // 3600} h" if s >= 7200 else \
+        f"{s // 60} min"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +105,21 @@ def raw_shards_for(smap: ShardMap, shards: Iterable[str]) -> list[str]:
 
 def load_records(raw: Store, raw_shards: Iterable[str],
                  hour_starts: Iterable[int] | None = None) -> list[ObjectRecord]:
-    """Index records of ``raw_shards`` (every hour, or only ``hour_starts``).
+    """Index records of ``raw_shards`` (every hour, or objects of ``hour_starts``).
 
-    An object is indexed under each hour it holds points of; each object is
-    read once.
+    An object is indexed under each hour it holds points of, or under each
+    coarser bucket (``tailor.layout.index_placement``); each object is read
+    once.  With ``hour_starts`` the records of coarse buckets holding those
+    hours are read too, whether or not they hold points there: filter by
+    their ``hours``.
     """
     keys: dict[str, str] = {}  # batch file name → first key
+    hrs = None if hour_starts is None else sorted(set(hour_starts))
     for rs in raw_shards:
-        if hour_starts is None:
+        if hrs is None:
             listed = raw.list(f"index/{rs}/")
-        else:
-            listed = [k for h in hour_starts for k in raw.list(index_dir(rs, h) + "/")]
+        else:  # the hours, and the coarser buckets holding them
+            listed = [k for d in index_dirs_of_hours(rs, hrs) for k in raw.list(d + "/")]
         for k in listed:
             if k.endswith(".json"):
                 keys.setdefault(f"{rs}/{k.rsplit('/', 1)[-1]}", k)
@@ -96,20 +127,32 @@ def load_records(raw: Store, raw_shards: Iterable[str],
 
 
 def list_index(raw: Store, raw_shards: Iterable[str]) -> dict[str, dict[str, set[int]]]:
-    """raw shard → batch id → hour starts it is indexed under (listing only)."""
+    """raw shard → batch id → hour starts it is indexed under (listing only;
+    empty for an object indexed under coarser buckets: see :func:`scan_index`)."""
+    return scan_index(raw, raw_shards)[0]
+
+
+def scan_index(raw: Store, raw_shards: Iterable[str]
+               ) -> tuple[dict[str, dict[str, set[int]]], dict[tuple[str, str], str]]:
+    """One listing of ``index/{raw_shard}/`` per raw shard: :func:`list_index`'s
+    mapping, and one index key per ``(raw shard, batch id)`` to read its record at."""
     out: dict[str, dict[str, set[int]]] = {}
+    keys: dict[tuple[str, str], str] = {}
     for rs in raw_shards:
         batches = out.setdefault(rs, {})
         for k in raw.list(f"index/{rs}/"):
             parts = k.split("/")
             if len(parts) != 4 or not parts[3].endswith(".json"):
                 continue
-            try:
-                hour = parse_stamp(parts[2], what="index hour")
-            except ConfigError:
+            where = parse_index_dir(parts[2])
+            if where is None:
                 continue  # not Tailor's
-            batches.setdefault(parts[3][:-5], set()).add(hour)
-    return out
+            batch = parts[3][:-5]
+            hours = batches.setdefault(batch, set())
+            if where[0] == 0:
+                hours.add(where[1])
+            keys.setdefault((rs, batch), k)
+    return out, keys
 
 
 def load_watermarks(raw: Store) -> list[Watermark]:
@@ -138,10 +181,10 @@ def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
     raw.invalidate()
     out.invalidate()
     manifests = load_manifests(out, shards)
-    listing = list_index(raw, raw_shards_for(smap, shards))
+    listing, where = scan_index(raw, raw_shards_for(smap, shards))
     need = ({(rs, b) for rs, bs in listing.items() for b in bs} if full else
             records_to_read(smap, shards, listing, manifests, length=length))
-    keys = sorted(index_key(rs, min(listing[rs][b]), b) for rs, b in need)
+    keys = sorted(where[n] for n in need)
     records = [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, keys)]
     return State(records, manifests, load_watermarks(raw), listing)
 
@@ -180,12 +223,15 @@ def render_json(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
                 watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
     """``{"watermark_ns", "partitions": [...], "shards": {shard: {"moves", "chunks"}},
     "raw_leftovers": {...}}``."""
+    now = time.time_ns()
+    stale = {id(w) for w in stale_watermarks(watermarks, now)}
     doc: dict[str, Any] = {
         "raw_leftovers": _leftovers_dict(leftovers),
-        "watermark_ns": ingest_watermark(watermarks),
+        "watermark_ns": ingest_watermark(watermarks, now),
         "partitions": [{"group": w.group, "topic": w.topic, "partition": w.partition,
-                        "committed": w.committed, "durable_until_ns": w.durable_until_ns,
-                        "caught_up": w.caught_up} for w in watermarks],
+                        "committed": w.committed, "durable_until_ns": durable_until(w, now),
+                        "caught_up": w.caught_up, "updated_ns": w.updated_ns,
+                        "stale": id(w) in stale} for w in watermarks],
         "shards": {},
     }
     for s in shards:
@@ -206,11 +252,21 @@ _HEAD = ("window", "points", "max ts", "objects", "built", "dups", "inputs",
 
 def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
                  watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
-    wm = ingest_watermark(watermarks)
+    now = time.time_ns()
+    wm = ingest_watermark(watermarks, now)
     lines = [f"ingest watermark: {_ns(wm)} UTC (oldest durable position over "
              f"{len(watermarks)} partition(s))"]
     if not watermarks:
         lines.append("  no watermarks yet: nothing is ready until ingest commits")
+    stale = stale_watermarks(watermarks, now)
+    if stale:
+        lines.append(f"  {len(stale)} stale watermark(s), not rewritten for over "
+                     f"{STALE_WATERMARK_S // 60} min, hold readiness back (a stopped group, or "
+                     "a retired topic: delete watermarks/{group}/{topic}/ to release it):")
+        lines.extend(f"    {w.group} {w.topic}/{w.partition}: last written "
+                     f"{_age(w.updated_ns, now)} ago" for w in stale[:10])
+        if len(stale) > 10:
+            lines.append(f"    … and {len(stale) - 10} more (--json lists them all)")
     if leftovers is not None and (leftovers.unindexed or leftovers.uploads):
         lines.append(f"raw leftovers: {len(leftovers.unindexed)} unindexed object(s) "
                      f"({leftovers.unindexed_bytes} bytes) and {len(leftovers.uploads)} "

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tailor.layout import HOUR, parse_stamp, window_start
+from tailor.layout import HOUR, window_start
 from tailor.records import ObjectRecord
 from tailor.shards import ShardMap
 
@@ -80,9 +80,9 @@ def record_volume(rec: ObjectRecord, lo: int, hi: int
     else:  # written before issue 13: orgs and hours only
         totals = np.full(len(orgs), rec.points / len(orgs))
         kept = np.zeros((0, 3), np.int64)
-    hrs = sorted((parse_stamp(h), n) for h, n in rec.hours.items() if n > 0)
-    hs = np.array([h for h, _ in hrs], np.int64)
-    left_h = np.array([n for _, n in hrs], np.float64)
+    starts, before = rec.hour_table  # parsed once per record
+    hs = np.array(starts, np.int64)
+    left_h = np.diff(np.array(before, np.float64))
     left_o = totals.copy()
     at_o = {o: i for i, o in enumerate(rec.orgs)}
     at_h = {h: j for j, h in enumerate(hs.tolist())}

@@ -16,7 +16,10 @@ Offsets: for every assigned partition the batcher knows the next offset after
 the last record it accepted and the first offset of that partition in every
 batch not yet durable.  :meth:`Batcher.committable` is the smallest of those
 first offsets, or the next offset when nothing is pending: every record below
-it is durable.  Partition state is an object that batches point at, so a
+it is durable.  A partition's ``max_intake_ns`` (what its watermark says is
+durable) covers only that committed prefix: a batch that became durable above
+one still failing does not count until the one below is durable too.
+Partition state is an object that batches point at, so a
 partition revoked and assigned again starts afresh and stale batches finishing
 later cannot move its offsets.
 
@@ -108,12 +111,38 @@ class PartState:
     next_offset: int | None = None  # after the last accepted record
     pending: dict[int, int] = field(default_factory=dict)  # batch serial → first offset
     committed: int | None = None  # last offset committed by this member
-    max_intake_ns: int = 0  # over durable payloads of this partition
+    # Largest intake time over the payloads of the committed prefix: durable
+    # batches whose records of this partition all lie below ``committable()``.
+    max_intake_ns: int = 0
+    # Durable batches not wholly inside the prefix yet: (last offset, max intake_ns).
+    durable_above: list[tuple[int, int]] = field(default_factory=list)
+    fetched: int | None = None  # after the last record fetched (classified or not)
+
+    def settled(self) -> bool:
+        """Every record fetched since assignment is durable and committed (or
+        none was fetched): nothing of this partition is buffered or in flight."""
+        return not self.pending and self.fetched == self.next_offset == (
+            None if self.next_offset is None else self.committed)
 
     def committable(self) -> int | None:
         if self.pending:
             return min(self.pending.values())
         return self.next_offset
+
+    def settle(self) -> None:
+        """Fold the durable batches now inside the committed prefix into
+        ``max_intake_ns``: a batch above one still failing counts only once
+        everything below it is durable too."""
+        c = self.committable()
+        if c is None or not self.durable_above:
+            return
+        keep = []
+        for last, intake in self.durable_above:
+            if last < c:
+                self.max_intake_ns = max(self.max_intake_ns, intake)
+            else:
+                keep.append((last, intake))
+        self.durable_above = keep
 
 
 @dataclass(eq=False, slots=True)
@@ -172,6 +201,13 @@ class Batcher:
         """Start tracking ``tps`` afresh (new state objects)."""
         for topic, part in tps:
             self.parts[(topic, part)] = PartState(topic, part)
+
+    def fetched(self, tp: TP, next_offset: int) -> None:
+        """Records of ``tp`` below ``next_offset`` were fetched (they are added
+        once classified); ignored when ``tp`` is not assigned."""
+        part = self.parts.get(tp)
+        if part is not None:
+            part.fetched = max(part.fetched or 0, next_offset)
 
     def revoke(self, tps: list[TP]) -> None:
         """Forget ``tps``; batches holding their records are still flushed (harmless)."""
@@ -312,8 +348,14 @@ class Batcher:
         return out
 
     # -- durability and offsets ---------------------------------------------------
-    def done(self, b: Batch) -> None:
+    def done(self, b: Batch, intake_limit_ns: int | None = None) -> None:
         """``b`` is durable: release its memory and its hold on its partitions.
+
+        Its payloads' largest intake time counts for a partition's
+        ``max_intake_ns`` once every record of that partition below them is
+        durable too (:meth:`PartState.settle`).  ``intake_limit_ns``: intake
+        times above it count as it (``intake_ns`` is untrusted input; the
+        caller passes its wall clock plus :data:`tailor.records.CLOCK_SLACK_NS`).
 
         Raises ``KeyError`` if ``b`` is not a sealed batch of this batcher.
         """
@@ -321,7 +363,11 @@ class Batcher:
         self.buffered_bytes -= b.nbytes
         for tp, part in b.parts.items():
             part.pending.pop(b.serial, None)
-            part.max_intake_ns = max(part.max_intake_ns, b.ranges[tp][2])
+            _, last, intake = b.ranges[tp]
+            if intake_limit_ns is not None:
+                intake = min(intake, intake_limit_ns)
+            part.durable_above.append((last, intake))
+            part.settle()
         b.chunks = []
 
     def committable(self) -> dict[TP, int]:

@@ -11,7 +11,9 @@ One :class:`Ingester` runs one asyncio loop (:meth:`Ingester.run`):
   backoff (the same keys); it never crashes the loop and never lets offsets
   advance past its records.
 - After writes become durable the committable offsets are committed, then a
-  :class:`tailor.records.Watermark` is written per committed partition.
+  :class:`tailor.records.Watermark` is written per committed partition; every
+  ``watermark_interval_s`` the watermark of every assigned partition is
+  written again, so a quiet one stays fresh (:mod:`tailor.ingest.watermarks`).
 - Backpressure: at ``memory_limit`` buffered bytes the biggest batches are
   sealed and every assigned partition is paused until below 3/4 of it.
 - Revocation flushes whatever holds the revoked partitions, waits until it is
@@ -28,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -43,17 +46,19 @@ from tailor.config import IngestConfig
 from tailor.errors import StorageError, TailorError
 from tailor.ingest.batcher import OBJECT, TP, Batch, Batcher, Invalid, Item, item_tps
 from tailor.ingest.classify import Classifier
+from tailor.ingest.watermarks import Watermarks
 from tailor.ingest.writer import Writer
-from tailor.records import Watermark
+from tailor.records import CLOCK_SLACK_NS, Watermark
 from tailor.shards import ShardMap
-from tailor.storage import Store
+from tailor.storage import Store, failure_reason
 
 log = logging.getLogger("tailor.ingest")
 POLL_MS = 200
 MAX_RECORDS = 5000
 CLASSIFY_THREADS = 2  # classifier kernels release the GIL: fetches classify in parallel
 CLASSIFY_AHEAD = 3  # fetches being classified while the next one is fetched
-RETRY_MAX_S = 30.0
+RETRY_BASE_S = 0.25  # a failed write is retried after ~0.5 s, 1 s, 2 s … (jittered) …
+RETRY_MAX_S = 30.0  # … up to this, for as long as it keeps failing
 T = TypeVar("T")
 
 
@@ -87,8 +92,9 @@ class Ingester:
         # Store calls block: they run here, so a stuck one cannot hold up the exit.
         self.pool = ThreadPoolExecutor(cfg.upload_concurrency + 2, "tailor-upload")
         self.abandoned = False  # True when exiting with writes still running
-        self.marks: dict[TP, Watermark] = {}  # committed, watermark not yet written
+        self.wm = Watermarks(cfg.group, cfg.watermark_interval_s)
         self.mark_task: asyncio.Task[None] | None = None
+        self.next_heartbeat = 0.0  # monotonic
         self.epoch = 0  # bumped on every assignment change
         self.paused = False
         self.last_activity = time.monotonic()
@@ -158,6 +164,9 @@ class Ingester:
             now = time.monotonic()
             if data:
                 self.last_activity = now
+                for tp, recs in data.items():
+                    if recs:
+                        self.batcher.fetched((tp.topic, tp.partition), recs[-1].offset + 1)
                 fetch = [((tp.topic, tp.partition), recs) for tp, recs in data.items()]
                 # Records are of the current assignment: remember its epoch.
                 self.classifying.append((self.epoch, asyncio.get_running_loop().run_in_executor(
@@ -169,7 +178,9 @@ class Ingester:
             self._backpressure()
             self._retry_failed()
             await self._commit()
+            await self._heartbeat()
             self._update_lag()
+            self._update_oldest()
             if now >= next_log:
                 self._log_summary()
                 next_log = now + self.cfg.log_every_s
@@ -228,6 +239,7 @@ class Ingester:
             ok = await self._drain(pending, deadline)
             await self._commit(only=set(tps))
             self.batcher.revoke(tps)
+            self.wm.forget(tps)
         for t, p in tps:  # no stale lag for partitions another member now owns
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(t, str(p))
@@ -269,11 +281,13 @@ class Ingester:
             self._schedule(self.batcher.seal_biggest(limit // 4))
             if not self.paused:
                 metrics.PAUSES.inc()
+                self.wm.pause_began()
                 log.warning("buffered %d bytes >= memory limit %d: pausing fetch",
                             self.batcher.buffered_bytes, limit)
             self.paused = True
         elif self.paused and self.batcher.buffered_bytes < limit * 3 // 4:
             self.paused = False
+            self.wm.resumed(time.time_ns())
             self.consumer.resume(*self.consumer.assignment())
             log.info("buffered %d bytes: resuming fetch", self.batcher.buffered_bytes)
         if self.paused:  # new assignments start unpaused: pause them too
@@ -296,23 +310,32 @@ class Ingester:
                 t0 = time.monotonic()
                 try:
                     key = await self._blocking(self.writer.write, b)
-                except StorageError as exc:
-                    b.attempts += 1
-                    b.retry_at = time.monotonic() + min(RETRY_MAX_S, 0.5 * 2 ** b.attempts)
-                    self.stats["write_failures"] += 1
-                    log.warning("write of batch %s (%s %s) failed, attempt %d, retrying in "
-                                "%.1f s: %s", b.batch_id, b.kind, b.key, b.attempts,
-                                b.retry_at - time.monotonic(), exc)
+                except Exception as exc:  # any failure: retried, never lost or stuck
+                    self._failed(b, exc)
                     return
                 metrics.FLUSH_SECONDS.observe(time.monotonic() - t0)
                 if b.kind == OBJECT:
                     metrics.OBJECT_BYTES.observe(b.nbytes)
                 self.stats["objects"] += 1
                 log.debug("durable: %s (%d payloads, %d bytes)", key, b.payloads, b.nbytes)
-                self.batcher.done(b)
+                # intake_ns is untrusted: readiness never believes it past the clock.
+                self.batcher.done(b, intake_limit_ns=time.time_ns() + CLOCK_SLACK_NS)
                 metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
         finally:
             self.inflight.pop(b.serial, None)
+
+    def _failed(self, b: Batch, exc: Exception) -> None:
+        """Count a failed write of ``b`` and set when to retry it (capped
+        exponential backoff with jitter, whatever the error)."""
+        b.attempts += 1
+        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** b.attempts) * random.uniform(0.5, 1.0)
+        b.retry_at = time.monotonic() + delay
+        reason = failure_reason(exc)
+        metrics.STORE_WRITE_FAILURES.labels(reason).inc()
+        self.stats["write_failures"] += 1
+        log.warning("write of batch %s (%s %s) failed (%s), attempt %d, retrying in %.1f s; its "
+                    "offsets wait until it is durable: %s", b.batch_id, b.kind, b.key, reason,
+                    b.attempts, delay, exc, exc_info=not isinstance(exc, StorageError))
 
     async def _drain(self, batches: list[Batch], deadline: float) -> bool:
         """Write ``batches`` until all are durable or ``deadline``; True if all are."""
@@ -324,12 +347,14 @@ class Ingester:
             if time.monotonic() >= deadline:
                 return False
             self._schedule(b for b in left if b.retry_at <= time.monotonic())
+            self._update_oldest()
             waiting = [self.inflight[b.serial] for b in left if b.serial in self.inflight]
             timeout = min(0.5, max(0.01, deadline - time.monotonic()))
             if waiting:
                 await asyncio.wait(waiting, timeout=timeout)
-            else:
-                await asyncio.sleep(min(timeout, 0.1))
+            else:  # every one backs off: sleep until the first retry is due
+                due = min(b.retry_at for b in left) - time.monotonic()
+                await asyncio.sleep(min(timeout, max(0.01, due)))
 
     # -- commits ----------------------------------------------------------------------------
     async def _commit(self, only: set[TP] | None = None) -> bool:
@@ -352,33 +377,77 @@ class Ingester:
             return False
         metrics.COMMITS.inc()
         self.stats["commits"] += 1
+        now = time.time_ns()
+        assigned_now = self.consumer.assignment()  # a rebalance may have run meanwhile
         for tp, off in offsets.items():
             self.batcher.mark_committed(tp, off)
-            part = self.batcher.parts.get(tp)
-            hw = self.consumer.highwater(TopicPartition(*tp))
-            self.marks[tp] = Watermark(
-                group=self.cfg.group, topic=tp[0], partition=tp[1], committed=off,
-                high_water=-1 if hw is None else hw,
-                max_intake_ns=part.max_intake_ns if part else 0,
-                caught_up=hw is not None and off >= hw, updated_ns=time.time_ns())
-        if self.mark_task is None or self.mark_task.done():
-            self.mark_task = asyncio.create_task(self._write_marks())
+            self.wm.queue(self._mark(tp, off, now, TopicPartition(*tp) in assigned_now), now)
+        self._start_marks()
         return True
 
+    def _mark(self, tp: TP, committed: int, now_ns: int, assigned: bool = True) -> Watermark:
+        """``tp``'s watermark at ``committed`` (no high-water mark when not ``assigned``)."""
+        ktp = TopicPartition(*tp)
+        part = self.batcher.parts.get(tp)
+        hw = self.consumer.highwater(ktp) if assigned else None
+        seen = self.consumer.last_poll_timestamp(ktp) if assigned else None
+        return self.wm.make(tp, committed, hw, seen, part.max_intake_ns if part else 0, now_ns)
+
+    async def _heartbeat(self) -> None:
+        """Queue the watermark of every assigned partition not written for
+        ``watermark_interval_s``: where everything fetched is durable and
+        committed, at the partition's position (caught up when the broker's
+        fresh high-water mark says so), else at its last commit.  A partition
+        this member has neither committed nor found caught up is left alone."""
+        if time.monotonic() < self.next_heartbeat:
+            return
+        self.next_heartbeat = time.monotonic() + self.cfg.watermark_interval_s / 4
+        now = time.time_ns()
+        for ktp in list(self.consumer.assignment()):  # it may change while awaiting
+            tp = (ktp.topic, ktp.partition)
+            part = self.batcher.parts.get(tp)
+            if part is None or not self.wm.due(tp, now):
+                continue
+            off = part.committed
+            if part.settled() and part.next_offset is not None:
+                off = part.next_offset
+            elif part.settled():  # nothing fetched since assignment: at its position
+                off = await self._position(ktp)
+                if self.batcher.parts.get(tp) is not part or not part.settled():
+                    continue  # a rebalance or a fetch came in meanwhile
+            if off is None:
+                continue
+            mark = self._mark(tp, off, now)
+            # Nothing of ours committed yet: only a caught-up mark says more than
+            # the previous owner's (whose max_intake_ns it would otherwise drop).
+            if mark.caught_up or part.committed is not None:
+                self.wm.queue(mark, now)
+        self._start_marks()
+
+    async def _position(self, tp: TopicPartition) -> int | None:
+        """The next offset to fetch of ``tp``, if known without waiting."""
+        try:
+            pos = await asyncio.wait_for(self.consumer.position(tp), 0.05)
+        except (TimeoutError, KafkaError):
+            return None
+        return int(pos)
+
+    def _start_marks(self) -> None:
+        if self.wm.pending and (self.mark_task is None or self.mark_task.done()):
+            self.mark_task = asyncio.create_task(self._write_marks())
+
     async def _write_marks(self) -> None:
-        """Write the latest watermark of every committed partition (background:
-        a slow store must not hold up fetching).  Failures are retried with
-        the next commit."""
-        while self.marks:
-            marks, self.marks = self.marks, {}
+        """Write the queued watermarks (background: a slow store must not hold
+        up fetching).  Failures are retried with the next commit or heartbeat."""
+        while self.wm.pending:
+            marks = self.wm.take()
             try:
                 await asyncio.gather(*(self._blocking(
                     self.store.put, layout.watermark_key(m.group, m.topic, m.partition),
                     m.dumps()) for m in marks.values()))
             except StorageError as exc:
                 log.warning("watermark write failed: %s", exc)
-                for tp, m in marks.items():
-                    self.marks.setdefault(tp, m)
+                self.wm.put_back(marks)
                 return
 
     # -- observability ----------------------------------------------------------------------
@@ -389,6 +458,12 @@ class Ingester:
             part = self.batcher.parts.get((tp.topic, tp.partition))
             if hw is not None and part is not None and part.next_offset is not None:
                 yield tp, max(0, hw - part.next_offset)
+
+    def _update_oldest(self) -> None:
+        """``tailor_ingest_oldest_unflushed_seconds``: the oldest batch not durable."""
+        b = self.batcher
+        oldest = min((x.created for x in (*b.open.values(), *b.sealed.values())), default=None)
+        metrics.OLDEST_UNFLUSHED.set(0.0 if oldest is None else time.monotonic() - oldest)
 
     def _update_lag(self) -> None:
         for tp, n in self._lags():

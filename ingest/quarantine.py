@@ -1,14 +1,19 @@
-"""Quarantine objects: invalid records kept with their coordinates and reason.
+"""Quarantine entries: invalid records kept with their coordinates and reason.
 
 A quarantine batch holds the invalid records of one ``(topic, partition)`` as
 JSON lines of :class:`tailor.records.QuarantineEntry` (made by
-:func:`tailor.ingest.batcher.classify`).  It is written at
-``layout.quarantine_key(topic, partition, first, last, batch_id)``: the key
-alone says which offsets it covers, so an operator can find a record by its
-coordinates with one listing.
+:class:`tailor.ingest.classify.Classifier`).  Each entry is written to its own
+object, ``layout.quarantine_key(topic, partition, offset)``: the coordinates
+alone name it, so an operator finds a record with one GET, and writing a batch
+again (a retry, or Kafka redelivering after a crash, however the records are
+batched then) rewrites the same keys: every invalid record is quarantined
+exactly once.
 """
 
 from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
 
 from tailor import layout
 from tailor.ingest.batcher import QUARANTINE, Batch
@@ -16,22 +21,36 @@ from tailor.records import QuarantineEntry
 from tailor.storage import Store
 
 
-def object_key(b: Batch) -> str:
-    """Where the quarantine batch ``b`` (sealed, one partition) is written."""
+def entries(b: Batch) -> list[tuple[str, bytes]]:
+    """``(key, entry JSON)`` of every record of the sealed quarantine batch ``b``."""
     assert b.kind == QUARANTINE and len(b.ranges) == 1
-    ((topic, partition), (first, last, _)), = b.ranges.items()
-    return layout.quarantine_key(topic, partition, first, last, b.batch_id)
+    ((topic, partition),) = b.ranges
+    out = []
+    for chunk in b.chunks:
+        for line in chunk.splitlines():
+            if line.strip():
+                offset = int(json.loads(line)["offset"])
+                out.append((layout.quarantine_key(topic, partition, offset), line))
+    return out
 
 
-def write(store: Store, b: Batch) -> str:
-    """Write ``b`` and return its key.  Blocks until durable.
+def write(store: Store, b: Batch, *, concurrency: int = 8) -> str:
+    """Write every entry of ``b`` (up to ``concurrency`` at once); return the
+    key of its first one.  Blocks until all are durable.
 
     Raises :class:`tailor.errors.StorageError` (with the key) when the store
-    keeps failing; writing again later rewrites the same key.
+    keeps failing; writing again later rewrites the same keys.
     """
-    key = object_key(b)
-    store.put(key, b.data())
-    return key
+    todo = entries(b)
+    if not todo:
+        return f"quarantine/{b.key}/"
+    if len(todo) == 1 or concurrency <= 1:
+        for key, data in todo:
+            store.put(key, data)
+    else:
+        with ThreadPoolExecutor(min(concurrency, len(todo)), "tailor-quarantine") as pool:
+            list(pool.map(lambda kd: store.put(*kd), todo))
+    return todo[0][0]
 
 
 def read(store: Store, key: str) -> list[QuarantineEntry]:

@@ -19,6 +19,7 @@ from typing import Any
 from tailor import metrics
 from tailor.config import IngestConfig
 from tailor.ingest.consumer import Ingester
+from tailor.ingest.writer import probe
 from tailor.shards import load
 from tailor.storage import Store
 
@@ -43,12 +44,11 @@ def _start_metrics(cfg: IngestConfig) -> Any:
     return server
 
 
-async def _main(cfg: IngestConfig) -> int:
+async def _main(cfg: IngestConfig, store: Store) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = Store(cfg.raw, on_retry=lambda op, st: metrics.STORE_RETRIES.labels(op, st).inc())
     ing = Ingester(cfg, store, load(cfg.shards_file))
     topics = ", ".join(cfg.topics) if cfg.topics else f"pattern {cfg.topic_pattern!r}"
     log.info("ingest: group %r, topics %s, raw %s", cfg.group, topics, cfg.raw.url)
@@ -66,12 +66,17 @@ def run(cfg: IngestConfig) -> int:
 
     Blocks.  Returns 0 after a clean stop (everything consumed durable and
     committed), 1 if the shutdown deadline passed first.  Raises
-    :class:`tailor.errors.ConfigError` for a bad shards file.
+    :class:`tailor.errors.ConfigError` for a bad shards file and when the raw
+    store cannot be written at start (:func:`tailor.ingest.writer.probe`:
+    a missing bucket, no permission), before joining the group.
     """
     _setup_logging()
     server = _start_metrics(cfg)
     try:
-        return asyncio.run(_main(cfg))
+        store = Store(cfg.raw,
+                      on_retry=lambda op, st: metrics.STORE_RETRIES.labels(op, st).inc())
+        probe(store)
+        return asyncio.run(_main(cfg, store))
     finally:
         if server is not None:
             server.shutdown()

@@ -2,7 +2,10 @@
 
 Order matters and is the whole point: the object first, then one
 :class:`tailor.records.ObjectRecord` copy under ``index/{shard}/{hour}/`` for
-every hour of point ts the object holds points of, and only when all of them
+every hour of point ts the object holds points of (or, for an object whose
+points spread over many hours, one copy per coarser bucket of hours:
+:func:`tailor.layout.index_placement`, at most
+:data:`tailor.layout.MAX_INDEX_COPIES` copies), and only when all of them
 are durable does :meth:`Writer.write` return (after which the consumer may
 commit the offsets).  A batch whose payloads hold no point at all gets no
 index record (a build has nothing to find in it).  Keys are deterministic per
@@ -12,15 +15,22 @@ rewrites the same keys.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import time
+import uuid
 from typing import Any
 
 from tailor import layout
+from tailor.errors import ConfigError, StorageError
 from tailor.ingest import quarantine
 from tailor.ingest.batcher import OBJECT, Batch
 from tailor.ingest.orgvolume import OrgVolume
 from tailor.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour_counts
-from tailor.storage import Store
+from tailor.storage import Store, failure_reason
+
+log = logging.getLogger("tailor.ingest")
 
 
 def object_record(b: Batch, written_ns: int) -> ObjectRecord:
@@ -50,6 +60,30 @@ def _volume(b: Batch) -> dict[str, Any]:
             "org_bytes": [nbytes.get(o, 0) for o in orgs], "org_hours": v.triples()}
 
 
+def probe(store: Store) -> None:
+    """Check that ``store`` takes writes: put a small object under ``_probe/``, delete it.
+
+    Blocks (the store retries transient errors itself).  Raises
+    :class:`tailor.errors.ConfigError` (the CLI exits 2) naming the store and
+    the fix when the put fails; a failed delete is only logged (the object is
+    harmless and nothing reads ``_probe/``).
+    """
+    key = layout.probe_key(f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        store.put(key, b"tailor ingest write probe\n")
+    except StorageError as exc:
+        reason = failure_reason(exc)
+        fix = exc.fix if reason in ("NoSuchBucket", "NotFound") or exc.fix is None else (
+            f"{exc.fix}; check that the store URL, --s3-endpoint-url and the AWS_* "
+            "credentials allow writing there")
+        raise ConfigError(f"the raw store {store.url} cannot be written", key=key,
+                          reason=exc.context.get("reason", reason), fix=fix) from None
+    try:
+        store.delete([key])
+    except StorageError as exc:
+        log.warning("could not delete the write probe %s (harmless): %s", key, exc)
+
+
 class Writer:
     """Writes sealed batches to the raw store.  Thread-safe; every call blocks."""
 
@@ -68,10 +102,10 @@ class Writer:
         is safe.
         """
         if b.kind != OBJECT:
-            return quarantine.write(self.store, b)
+            return quarantine.write(self.store, b, concurrency=self.concurrency)
         key = layout.object_key(b.key, b.batch_id)
         self.store.put(key, b.data(), part_size=self.part_size, concurrency=self.concurrency)
         rec = object_record(b, time.time_ns()).dumps()
-        for hour in sorted(b.hours):
-            self.store.put(layout.index_key(b.key, hour, b.batch_id), rec)
+        for index_key in layout.index_keys(b.key, b.hours, b.batch_id):
+            self.store.put(index_key, rec)
         return key

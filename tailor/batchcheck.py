@@ -16,11 +16,13 @@ the test suite checks both agree on every invalid kind.
 
 Memory: scratch grows to the largest declared size (or block bound) of an
 accepted frame, never past :data:`tailor.payload.MAX_DECOMPRESSED`.
-Pure: no I/O; never raises on bad input.
+Pure: no I/O but a log line when a record's classification raises (a bug:
+that record is then invalid with reason ``internal_error``); never raises.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,6 +34,7 @@ from tailor import zstdframe as zf
 from tailor.errors import InvalidPayload
 from tailor.layout import HOUR
 
+log = logging.getLogger("tailor.ingest")
 #: Distinct hours of ts per payload the kernel counts itself (more: Python).
 K_HOURS: Final = 8
 _MAX: Final = pl.MAX_DECOMPRESSED
@@ -227,8 +230,14 @@ def check(keys: list[bytes | None], values: list[bytes | None]) -> Checked:
     if _kernel is not None and n:
         if vbuf.shape[0] == 0:
             vbuf = np.zeros(1, np.uint8)  # the kernel takes the buffer's address
-        nt = _kernel(vbuf, voff, vlen, kbuf, koff, klen, zf.dctx(), ok, org, intake, npts,
-                     rawlen, min_ts, max_ts, h_rec, h_hour, h_n)
+        try:
+            nt = _kernel(vbuf, voff, vlen, kbuf, koff, klen, zf.dctx(), ok, org, intake, npts,
+                         rawlen, min_ts, max_ts, h_rec, h_hour, h_n)
+        except Exception:  # a bug: decide every record in Python instead
+            log.exception("the batch validation kernel failed; validating %d records one by one",
+                          n)
+            ok[:] = False
+            nt = 0
     out = Checked(ok, org, intake, npts, rawlen, min_ts, max_ts, h_rec[:nt], h_hour[:nt],
                   h_n[:nt], vbuf, voff, vlen)
     slow = np.flatnonzero(~ok)
@@ -244,12 +253,28 @@ def check(keys: list[bytes | None], values: list[bytes | None]) -> Checked:
 
 def _slow(out: Checked, i: int, key: bytes | None, value: bytes | None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Decide record ``i`` with :func:`tailor.payload.validate`; fill ``out``."""
+    """Decide record ``i`` with :func:`tailor.payload.validate`; fill ``out``.
+
+    Returns its ``(hour_rec, hour_start, hour_points)`` when valid.  Never
+    raises: an unexpected exception (a bug) makes the record invalid with
+    reason :data:`tailor.payload.INTERNAL_ERROR` and the exception text, so it
+    is quarantined like any invalid record instead of stopping ingest.
+    """
     try:
-        p = pl.validate(key, value)
+        return _decide(out, i, key, value)
     except InvalidPayload as exc:
         out.errors[i] = exc
-        return None
+    except Exception as exc:
+        log.warning("classifying record %d raised; it is quarantined as %s", i,
+                    pl.INTERNAL_ERROR, exc_info=True)
+        out.errors[i] = InvalidPayload(pl.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+    out.ok[i] = False
+    return None
+
+
+def _decide(out: Checked, i: int, key: bytes | None, value: bytes | None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    p = pl.validate(key, value)
     out.ok[i] = True
     out.org[i], out.intake_ns[i], out.n_points[i] = p.org_id, p.intake_ns, p.n_points
     out.raw_len[i] = len(p.raw)

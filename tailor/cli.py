@@ -176,6 +176,9 @@ def produce(**kw: Any) -> None:
      help="On SIGTERM/SIGINT: flush, commit and exit within this long.")
 @opt("--metadata-max-age", default="60s", show_default=True,
      help="How often topic metadata is refreshed (new topics matching --topics join).")
+@opt("--watermark-interval", default="30s", show_default=True,
+     help="Rewrite every assigned partition's watermark at least this often (a quiet "
+          "partition must not hold `build --ready` back).")
 @shards_option
 @config_option
 @handle_errors
@@ -207,6 +210,8 @@ def ingest(**kw: Any) -> None:
         log_every_s=parse_duration(kw["log_every"], what="--log-every"),
         shutdown_deadline_s=parse_duration(kw["shutdown_deadline"], what="--shutdown-deadline"),
         metadata_max_age_s=parse_duration(kw["metadata_max_age"], what="--metadata-max-age"),
+        watermark_interval_s=parse_duration(kw["watermark_interval"],
+                                            what="--watermark-interval"),
     )
     sys.exit(run(cfg))
 
@@ -228,7 +233,7 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
         scheduler=kw["scheduler"], range_bytes=parse_bytes(kw["range_bytes"], what="--range-bytes"),
         memory_budget=budget,
         rows_per_partition=kw["rows_per_partition"],
-        shards_file=kw["shards_file"], n_workers=kw["workers"],
+        shards_file=kw["shards_file"], n_workers=kw["workers"], processes=kw["processes"],
         ready=kw["ready"], grace_s=parse_duration(kw["grace"], what="--grace"),
     )
 
@@ -245,7 +250,11 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 @opt("--grace", default="15m", show_default=True,
      help="With --ready: how far the ingest watermark must be past a window's end.")
 @opt("--scheduler", default=None, help="Existing Dask scheduler (tcp://HOST:PORT).")
-@opt("--workers", default=None, type=click.IntRange(1), help="LocalCluster worker processes.")
+@opt("--workers", default=None, type=click.IntRange(1),
+     help="LocalCluster workers (default 2), one thread each.")
+@opt("--processes", is_flag=True, default=False,
+     help="LocalCluster workers as separate processes (memory isolated per worker; "
+          "slower to start) instead of threads of the build process.")
 @s3_option
 @opt("--range-bytes", default="32MiB", show_default=True,
      help="Split raw objects into byte ranges of this size, one read task each.")
@@ -515,3 +524,22 @@ def demo(points: int, workdir: str | None, s3: bool) -> None:
     from tailor.demo import run
 
     sys.exit(run(points=points, workdir=workdir, use_s3=s3))
+
+
+@main.command("compile-kernels",
+              short_help="Compile and cache every numba kernel (make does it at install).")
+@handle_errors
+def compile_kernels() -> None:
+    """Load (compiling into numba's cache if absent) every cached kernel a build runs.
+
+    numba compiles a kernel on its first call in a process whose cache lacks it
+    (seconds for all of them); after this, a first `tailor build` only loads them.
+    The cache lives beside the installed sources (or in NUMBA_CACHE_DIR).
+    """
+    import time
+
+    from tailor.compute.warm import warm
+
+    t0 = time.monotonic()
+    warm()
+    print(f"tailor compile-kernels: every build kernel cached ({time.monotonic() - t0:.1f} s)")

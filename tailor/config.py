@@ -94,6 +94,9 @@ class IngestConfig(Frozen):
     metadata_max_age_s: Annotated[float, Field(gt=0)] = 60.0  # topic-pattern refresh period
     log_every_s: Annotated[float, Field(gt=0)] = 30.0
     exit_when_idle_s: Annotated[float, Field(gt=0)] | None = None
+    # Every assigned partition's watermark is rewritten at least this often, so
+    # a quiet partition does not hold `build --ready` back (ingest/watermarks.py).
+    watermark_interval_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("topic_pattern")
     @classmethod
@@ -131,6 +134,8 @@ class BuildConfig(Frozen):
     rows_per_partition: Annotated[int, Field(ge=1)] | None = None
     shards_file: str | None = None
     n_workers: int | None = None
+    #: Local cluster only: worker processes instead of threads of the build process.
+    processes: bool = False
     ready: bool = False
     grace_s: Annotated[float, Field(ge=0)] = 900.0
 

@@ -5,8 +5,12 @@ Raw store (``--raw``)::
     objects/{hh}/{shard}/{batch}.tlr          framed payloads (tailor.framing)
     index/{shard}/{YYYY-MM-DDTHH}/{batch}.json one record per object per hour
                                               of point ts it holds points of
-    quarantine/{topic}/{partition}/{first}-{last}-{batch}.jsonl
+    index/{shard}/{YYYY-MM-DDTHH}+{N}h/{batch}.json  ... or per coarser bucket
+                                              of N hours (objects spanning many
+                                              hours: see index_placement)
+    quarantine/{topic}/{partition}/{offset:020d}.json  one invalid record
     watermarks/{group}/{topic}/{partition}.json
+    _probe/{name}                             `tailor ingest`'s start-up write check
 
 ``hh`` is a 4-hex-digit prefix derived from the batch id (spreads S3 load,
 deterministic so that a replayed batch rewrites the same key).
@@ -26,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import Final
 
 from tailor.errors import ConfigError
@@ -94,16 +99,106 @@ def object_key(shard: str, batch_id: str) -> str:
     return f"objects/{batch_prefix(batch_id)}/{shard}/{batch_id}.tlr"
 
 
-def index_dir(shard: str, hour: int) -> str:
-    return f"index/{shard}/{stamp(hour)}"
+def index_dir(shard: str, hour: int, level: int = 0) -> str:
+    """The index folder of the level-``level`` bucket holding ``hour``
+    (``{YYYY-MM-DDTHH}`` for an hour, ``{YYYY-MM-DDTHH}+{N}h`` for a coarser
+    bucket of ``N`` hours starting then)."""
+    if level == 0:
+        return f"index/{shard}/{stamp(hour)}"
+    span = index_span(level)
+    return f"index/{shard}/{stamp(hour - hour % span)}+{span // HOUR}h"
 
 
-def index_key(shard: str, hour: int, batch_id: str) -> str:
-    return f"{index_dir(shard, hour)}/{batch_id}.json"
+def index_key(shard: str, hour: int, batch_id: str, level: int = 0) -> str:
+    return f"{index_dir(shard, hour, level)}/{batch_id}.json"
 
 
-def quarantine_key(topic: str, partition: int, first: int, last: int, batch_id: str) -> str:
-    return f"quarantine/{topic}/{partition}/{first:020d}-{last:020d}-{batch_id}.jsonl"
+# -- the index levels ------------------------------------------------------------------
+# An object's record is copied into every bucket of *one* level that holds
+# points of it: the finest level where that takes at most MAX_INDEX_COPIES
+# copies and MAX_INDEX_ENTRIES copied hour entries.  Level 0 buckets are hours
+# (what almost every object uses); level k buckets are INDEX_FANOUT**k hours,
+# aligned to the epoch; the last level is one bucket for every u32 ts.  So one
+# object costs at most MAX_INDEX_COPIES index PUTs, whatever its points' ts,
+# and a reader of a window lists its hours plus one bucket per coarser level.
+
+INDEX_FANOUT: Final = 64
+INDEX_LEVELS: Final = 5  # 64**4 hours (1914 years) hold every u32 ts in one bucket
+MAX_INDEX_COPIES: Final = 48
+MAX_INDEX_ENTRIES: Final = 48 * 1024  # copies x distinct hours of the object
+_COARSE_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2})\+(\d+)h\Z")
+
+
+def index_span(level: int) -> int:
+    """Seconds covered by one index bucket of ``level``."""
+    return int(HOUR * INDEX_FANOUT ** level)
+
+
+def index_placement(hour_starts: Iterable[int]) -> tuple[int, list[int]]:
+    """``(level, bucket starts)`` an object with points in ``hour_starts`` is indexed under."""
+    hs = sorted(set(hour_starts))
+    for level in range(INDEX_LEVELS):
+        span = index_span(level)
+        buckets = sorted({h - h % span for h in hs})
+        if level == INDEX_LEVELS - 1 or (len(buckets) <= MAX_INDEX_COPIES
+                                         and len(buckets) * len(hs) <= MAX_INDEX_ENTRIES):
+            return level, buckets
+    raise AssertionError("unreachable")
+
+
+def index_keys(shard: str, hour_starts: Iterable[int], batch_id: str) -> list[str]:
+    """Every key the index record of an object with points in ``hour_starts`` is written at."""
+    level, buckets = index_placement(hour_starts)
+    return [index_key(shard, b, batch_id, level) for b in buckets]
+
+
+def index_dirs(shard: str, start: int, end: int) -> list[str]:
+    """Every index folder a reader of ``[start, end)`` must list to find each object
+    with a point in it: the hours, then the one or few buckets of every coarser level."""
+    out = [index_dir(shard, h) for h in range(start - start % HOUR, end, HOUR)]
+    for level in range(1, INDEX_LEVELS):
+        span = index_span(level)
+        out += [index_dir(shard, b, level) for b in range(start - start % span, end, span)]
+    return out
+
+
+def index_dirs_of_hours(shard: str, hour_starts: Iterable[int]) -> list[str]:
+    """:func:`index_dirs` for a set of hours (each folder once, finest level first)."""
+    hs = sorted(set(hour_starts))
+    out = [index_dir(shard, h) for h in hs]
+    for level in range(1, INDEX_LEVELS):
+        span = index_span(level)
+        out += [index_dir(shard, b, level) for b in sorted({h - h % span for h in hs})]
+    return out
+
+
+def parse_index_dir(name: str) -> tuple[int, int] | None:
+    """``(level, bucket start)`` of an index folder name; None if it is not one."""
+    try:
+        if "+" not in name:
+            return 0, parse_stamp(name, what="index hour")
+        m = _COARSE_RE.match(name)
+        if m is None:
+            return None
+        hours = int(m[2])
+        level = next((k for k in range(1, INDEX_LEVELS) if INDEX_FANOUT ** k == hours), None)
+        start = parse_stamp(m[1], what="index bucket")
+    except ConfigError:
+        return None
+    if level is None or start % index_span(level):
+        return None
+    return level, start
+
+
+def quarantine_key(topic: str, partition: int, offset: int) -> str:
+    """One invalid record's entry: its coordinates alone name it, so writing it
+    again (a retry, a redelivery after a crash) rewrites the same key."""
+    return f"quarantine/{topic}/{partition}/{offset:020d}.json"
+
+
+def probe_key(name: str) -> str:
+    """A start-up write probe (put, then deleted); nothing reads ``_probe/``."""
+    return f"_probe/{name}"
 
 
 def watermark_key(group: str, topic: str, partition: int) -> str:

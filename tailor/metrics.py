@@ -32,6 +32,13 @@ OBJECT_BYTES = Histogram("tailor_ingest_object_bytes", "Size of raw objects writ
                          buckets=tuple(float(2**k) for k in range(10, 31, 2)))
 STORE_RETRIES = Counter("tailor_store_retries", "Object store retries, by operation and status",
                         ["op", "status"], registry=REGISTRY)
+STORE_WRITE_FAILURES = Counter(
+    "tailor_store_write_failures",
+    "Batch writes that failed (each is retried with backoff), by reason: the S3 error code, "
+    "timeout, connection, or the exception class", ["reason"], registry=REGISTRY)
+OLDEST_UNFLUSHED = Gauge("tailor_ingest_oldest_unflushed_seconds",
+                         "Age of the oldest batch not durable yet (open or being written)",
+                         registry=REGISTRY)
 COMMITS = Counter("tailor_ingest_commits", "Offset commits after durable flushes",
                   registry=REGISTRY)
 PAUSES = Counter("tailor_ingest_backpressure_pauses",

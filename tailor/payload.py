@@ -43,12 +43,18 @@ BAD_SIZE: Final = "bad_size"
 MISSING_KEY: Final = "missing_key"
 BAD_KEY: Final = "bad_key"
 KEY_MISMATCH: Final = "key_mismatch"
+#: Not an invalid kind of contracts.md: classifying the record raised an
+#: unexpected exception (a bug).  The record is quarantined with the exception
+#: text instead of stopping ingest (:func:`tailor.batchcheck.check`).
+INTERNAL_ERROR: Final = "internal_error"
 REASONS: Final = (
     MISSING_VALUE, NOT_ONE_FRAME, DECOMPRESS_FAILED, CHECKSUM_MISMATCH, TOO_LARGE,
     BAD_MAGIC, BAD_RESERVED, BAD_SIZE, MISSING_KEY, BAD_KEY, KEY_MISMATCH,
 )
 
 _KEY_RE: Final = re.compile(rb"[0-9]+\Z")
+#: Significant digits of the largest org id (``2**32 - 1`` has 10).
+_ORG_DIGITS: Final = 10
 _READ_CHUNK: Final = 128 << 10
 _LOCAL = threading.local()
 
@@ -93,13 +99,25 @@ def encode(
     return cctx.compress(raw)
 
 
-def parse_key(key: bytes | None) -> int:
-    """The org id of a record key; raises :class:`InvalidPayload` if malformed."""
+def parse_key(key: bytes | None) -> int | None:
+    """The integer value of a record key, or None when it exceeds every org id.
+
+    A key may be of any length: leading zeros are digits like any other and
+    only the value counts (``b"0001989"`` is 1989).  Digits are compared as a
+    string after stripping leading zeros, so an unbounded key never reaches
+    ``int()`` (which refuses more than 4300 digits); a value above ``2**32 - 1``
+    cannot equal a header's u32 org id and is returned as None.  Raises
+    :class:`InvalidPayload` (``missing_key``, ``bad_key``) if malformed.
+    """
     if not key:
         raise InvalidPayload(MISSING_KEY, "the record has no key; intake must set it to the org id")
     if _KEY_RE.match(key) is None:
         raise InvalidPayload(BAD_KEY, f"key {key[:40]!r} is not ASCII decimal digits")
-    return int(key)
+    digits = key.lstrip(b"0")
+    if len(digits) > _ORG_DIGITS:
+        return None
+    value = int(digits or b"0")
+    return value if value < 1 << 32 else None
 
 
 def decompress(value: bytes) -> bytes:
@@ -166,6 +184,10 @@ def validate(key: bytes | None, value: bytes | None) -> Payload:
     key_org = parse_key(key)
     raw = decompress(value)
     org_id, intake_ns, n_points = check_raw(raw)
+    if key_org is None:
+        digits = len((key or b"").lstrip(b"0"))
+        raise InvalidPayload(KEY_MISMATCH, f"key is a {digits}-digit number (larger than any "
+                                           f"org id), header says {org_id}")
     if key_org != org_id:
         raise InvalidPayload(KEY_MISMATCH, f"key says org {key_org}, header says {org_id}")
     return Payload(org_id, intake_ns, n_points, raw)

@@ -7,7 +7,11 @@ state half (``tailor.ingest``) and the compute half (``tailor.compute``):
   object without listing the bucket.  One copy is written under
   ``index/{shard}/{hour}/`` for *every* hour of point ts the object holds
   points of, so a build of any window finds every object with a point in it,
-  however late the point.
+  however late the point.  An object whose points spread over more hours than
+  that is worth gets one copy per bucket of a coarser level instead
+  (``index/{shard}/{YYYY-MM-DDTHH}+{N}h/``, :func:`tailor.layout.index_placement`):
+  readers list those buckets too (:func:`tailor.layout.index_dirs`) and keep
+  the records whose ``hours`` hold points of their window.
 - :class:`Watermark`: per partition, how far ingest is durable.
 - :class:`QuarantineEntry`: one invalid Kafka record, with its coordinates.
 """
@@ -15,6 +19,9 @@ state half (``tailor.ingest``) and the compute half (``tailor.compute``):
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
+from functools import cached_property
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -71,12 +78,25 @@ class ObjectRecord(_Record):
     # (:func:`tailor.compute.volume.record_volume`).
     org_hours: list[tuple[int, int, int]] = []
 
+    @cached_property
+    def hour_table(self) -> tuple[list[int], list[int]]:
+        """``(hour starts with points, sorted; running point totals before each)``,
+        parsed once per record (an object may span thousands of hours)."""
+        pairs = sorted((parse_stamp(h), n) for h, n in self.hours.items() if n > 0)
+        starts = [h for h, _ in pairs]
+        before = [0]
+        for _, n in pairs:
+            before.append(before[-1] + n)
+        return starts, before
+
     def hour_starts(self) -> list[int]:
-        return sorted(parse_stamp(h) for h in self.hours)
+        """Hour starts the object holds points of, sorted."""
+        return list(self.hour_table[0])
 
     def points_in(self, start: int, length: int) -> int:
         """Points with ts in ``[start, start + length)`` (hour granularity)."""
-        return sum(n for h, n in self.hours.items() if start <= parse_stamp(h) < start + length)
+        starts, before = self.hour_table
+        return before[bisect_left(starts, start + length)] - before[bisect_left(starts, start)]
 
 
 def hour_counts(ts_hours: dict[int, int]) -> dict[str, int]:
@@ -84,13 +104,22 @@ def hour_counts(ts_hours: dict[int, int]) -> dict[str, int]:
     return {stamp(h): n for h, n in sorted(ts_hours.items())}
 
 
+#: How far ahead of a clock an untrusted time (a payload's ``intake_ns``, a
+#: watermark written on another host) may be before it counts as that clock
+#: plus this, for readiness: ingest clamps intake times to its wall clock plus
+#: this, readers clamp watermarks to their own.
+CLOCK_SLACK_NS: Final = 60 * 10**9
+
+
 class Watermark(_Record):
     """Durable progress of one partition of one consumer group.
 
     Everything below ``committed`` is durable.  ``max_intake_ns`` is the
-    largest intake time among durable payloads; when ``caught_up`` (nothing
-    was left to fetch when committing) the partition is durable up to
-    ``updated_ns`` as well.
+    largest intake time among the durable payloads below ``committed``; when
+    ``caught_up`` (``committed`` was at the broker's high-water mark observed
+    at ``high_water_ns``) the partition is durable up to ``high_water_ns`` as
+    well (``updated_ns`` in records written before that field).  Rules:
+    :mod:`tailor.ingest.watermarks`.
     """
 
     version: int = 1
@@ -102,10 +131,24 @@ class Watermark(_Record):
     max_intake_ns: int
     caught_up: bool
     updated_ns: int
+    high_water_ns: int | None = None  # wall clock when ``high_water`` was observed
 
     @property
     def durable_until_ns(self) -> int:
-        return max(self.max_intake_ns, self.updated_ns if self.caught_up else 0)
+        """How far the partition is durable (ns), from this record alone.
+
+        ``max_intake_ns`` counts at most :data:`CLOCK_SLACK_NS` past
+        ``updated_ns``: a payload durable when the record was written was
+        accepted by intake before then (one hostile ``intake_ns`` must not
+        move readiness to the year 2554).  Readers also clamp the result to
+        their clock (:func:`tailor.compute.ready.durable_until`).
+        """
+        intake = min(self.max_intake_ns, self.updated_ns + CLOCK_SLACK_NS)
+        if not self.caught_up:
+            return intake
+        seen = self.updated_ns if self.high_water_ns is None else \
+            min(self.high_water_ns, self.updated_ns)
+        return max(intake, seen)
 
 
 class QuarantineEntry(_Record):

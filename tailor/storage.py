@@ -80,6 +80,19 @@ def _s3_code(exc: BaseException) -> str | None:
     return None
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A short label for why a store call failed, for metrics and logs.
+
+    The S3 error code when there is one (``NoSuchBucket``, ``AccessDenied``,
+    ``SlowDown``…), else ``timeout``/``connection``/an HTTP status, else the
+    exception's class name: a small, bounded set of values.
+    """
+    code = _s3_code(exc)
+    if code:
+        return code
+    return _status(exc) or type(exc.__cause__ or exc).__name__
+
+
 def fsync_dir(path: str) -> None:
     """fsync directory ``path``: a rename, link or new entry in it survives a power cut."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -185,8 +198,14 @@ class Store:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return fn()
-            except FileNotFoundError:
-                raise
+            except FileNotFoundError as exc:
+                if op != "put":
+                    raise  # a missing key: the caller decides
+                # s3fs turns NoSuchBucket into FileNotFoundError; for a write it
+                # means the bucket (or the directory root) is missing.
+                raise StorageError(f"{op} failed: the store does not exist", key=key,
+                                   store=self.url, reason=f"{_s3_code(exc) or 'NotFound'}: {exc}",
+                                   fix=self._missing_fix()) from exc
             except FileExistsError:
                 raise
             except Exception as exc:  # classify; permanent errors raise at once
@@ -202,6 +221,13 @@ class Store:
                 delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
                 time.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable")
+
+    def _missing_fix(self) -> str:
+        if self.is_s3:
+            bucket = self.root.partition("/")[0]
+            return (f"create the bucket {bucket} (e.g. `aws s3 mb s3://{bucket}`), or correct "
+                    "the store URL / --s3-endpoint-url")
+        return f"create the directory {self.root} (or correct the store path)"
 
     # -- writes ---------------------------------------------------------------
     def put(self, key: str, data: bytes, *, part_size: int = 5 * 2**20,

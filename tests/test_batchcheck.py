@@ -1,7 +1,13 @@
-"""The batch validator agrees with :func:`tailor.payload.validate` record by record,
-and the batch framing with :func:`tailor.framing.encode_frame`.  Pure, no Kafka."""
+"""The batch validator and :func:`tailor.payload.validate` each give, record by record,
+what contracts.md section 1 says (labels by construction, a plain-Python oracle for
+damaged frames), and the batch framing agrees with :func:`tailor.framing.encode_frame`.
+Pure, no Kafka."""
 
 from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import pytest
@@ -25,31 +31,93 @@ def _points(n: int, seed: int, spread_hours: int = 4) -> np.ndarray:
     return p
 
 
-def _records() -> list[tuple[bytes | None, bytes | None]]:
-    """Valid payloads of every shape and invalid ones of every kind, plus mutations."""
+@dataclass(frozen=True)
+class Valid:
+    """What a valid record must give: its header fields and points (known by construction)."""
+
+    org: int
+    intake_ns: int
+    points: np.ndarray
+
+
+Want = Valid | frozenset[str]  # valid, or invalid with one of these reasons
+ZSTD_REASONS: Final = frozenset({pl.NOT_ONE_FRAME, pl.DECOMPRESS_FAILED, pl.CHECKSUM_MISMATCH})
+
+
+def _bad(*reasons: str) -> frozenset[str]:
+    return frozenset(reasons)
+
+
+def _oracle(key: bytes | None, value: bytes | None) -> Want:
+    """contracts.md section 1 in plain Python, with the zstandard library to decompress.
+
+    For values damaged at random: whichever zstd failure applies is accepted; a
+    value that still decompresses to one whole frame is judged on its content.
+    """
+    if not value:
+        return _bad(pl.MISSING_VALUE)
+    if not key:
+        return _bad(pl.MISSING_KEY)
+    if not key.isdigit():  # bytes.isdigit: ASCII 0-9 only
+        return _bad(pl.BAD_KEY)
+    if len(value) >= 4 and value[:4] in {bytes([0x50 + k, 0x2A, 0x4D, 0x18]) for k in range(16)}:
+        return _bad(pl.NOT_ONE_FRAME)  # a skippable frame carries no data frame
+    d = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        raw = d.decompress(value)
+    except zstandard.ZstdError:
+        return ZSTD_REASONS
+    if not d.eof:
+        return ZSTD_REASONS  # cut short
+    if d.unused_data:
+        return _bad(pl.NOT_ONE_FRAME)
+    if len(raw) > 64 * 2**20:
+        return _bad(pl.TOO_LARGE)
+    if len(raw) < 24:
+        return _bad(pl.BAD_SIZE)
+    magic, org, intake, n, reserved = struct.unpack_from("<4sIQII", raw)
+    if magic != b"TLP1":
+        return _bad(pl.BAD_MAGIC)
+    if reserved:
+        return _bad(pl.BAD_RESERVED)
+    if len(raw) != 24 + 28 * n:
+        return _bad(pl.BAD_SIZE)
+    if int(key) != org:
+        return _bad(pl.KEY_MISMATCH)
+    return Valid(org, intake, np.frombuffer(raw, pl.RECORD_DTYPE, n, 24))
+
+
+def _records() -> list[tuple[bytes | None, bytes | None, Want]]:
+    """Valid payloads of every shape and invalid ones of every kind, plus mutations; each
+    with what it must give, by construction (mutations: by :func:`_oracle`)."""
     rng = np.random.default_rng(7)
-    out: list[tuple[bytes | None, bytes | None]] = []
+    out: list[tuple[bytes | None, bytes | None, Want]] = []
     for i in range(24):
         org = int(rng.integers(0, 2**32)) if i % 5 == 0 else 100 + i
-        value = pl.encode(org, 10**18 + i, _points(int(rng.integers(0, 60)), i, 1 + i % 12),
-                          checksum=bool(i % 2), content_size=bool(i % 3))
-        out.append((str(org).encode(), value))
-    raw = pl.HEADER.pack(pl.MAGIC, 9, 1, 2, 0) + _points(2, 1).tobytes()
+        pts = _points(int(rng.integers(0, 60)), i, 1 + i % 12)
+        value = pl.encode(org, 10**18 + i, pts, checksum=bool(i % 2), content_size=bool(i % 3))
+        out.append((str(org).encode(), value, Valid(org, 10**18 + i, pts)))
+    pts2 = _points(2, 1)
+    raw = pl.HEADER.pack(pl.MAGIC, 9, 1, 2, 0) + pts2.tobytes()
     c = zstandard.ZstdCompressor
+    big = bytes(pl.MAX_DECOMPRESSED + 1)
     out += [
-        (b"0009", c().compress(raw)),  # leading zeros: int value 9
-        (b"9" * 30, c().compress(raw)),  # far past u32
-        (b"", c().compress(raw)), (None, c().compress(raw)), (b"9", None), (b"9", b""),
-        (b"-9", c().compress(raw)), (b"9 ", c().compress(raw)), (b"\xd9\xa9", c().compress(raw)),
-        (b"9", c(write_content_size=False).compress(raw[:-1])),
-        (b"9", c().compress(b"")),  # declared size 0
-        (b"9", c(write_content_size=False).compress(b"")),
-        (b"9", c().compress(raw) + b"\0"),
-        (b"9", b"\x50\x2a\x4d\x18\x00\x00\x00\x00"),  # skippable frame
-        (b"9", c().compress(raw.replace(b"TLP1", b"TLP2"))),
-        (b"9", c().compress(raw[:20] + b"\1" + raw[21:])),  # reserved field
-        (b"9", c(level=1, write_content_size=False).compress(bytes(pl.MAX_DECOMPRESSED + 1))),
-        (b"9", c(level=1).compress(bytes(pl.MAX_DECOMPRESSED + 1))),
+        (b"0009", c().compress(raw), Valid(9, 1, pts2)),  # leading zeros: int value 9
+        (b"9" * 30, c().compress(raw), _bad(pl.KEY_MISMATCH)),  # far past u32
+        (b"", c().compress(raw), _bad(pl.MISSING_KEY)),
+        (None, c().compress(raw), _bad(pl.MISSING_KEY)),
+        (b"9", None, _bad(pl.MISSING_VALUE)), (b"9", b"", _bad(pl.MISSING_VALUE)),
+        (b"-9", c().compress(raw), _bad(pl.BAD_KEY)), (b"9 ", c().compress(raw), _bad(pl.BAD_KEY)),
+        (b"\xd9\xa9", c().compress(raw), _bad(pl.BAD_KEY)),  # an Arabic-Indic digit
+        (b"9", c(write_content_size=False).compress(raw[:-1]), _bad(pl.BAD_SIZE)),
+        (b"9", c().compress(b""), _bad(pl.BAD_SIZE)),  # declared size 0
+        (b"9", c(write_content_size=False).compress(b""), _bad(pl.BAD_SIZE)),
+        (b"9", c().compress(raw) + b"\0", _bad(pl.NOT_ONE_FRAME)),
+        (b"9", b"\x50\x2a\x4d\x18\x00\x00\x00\x00", _bad(pl.NOT_ONE_FRAME)),  # skippable
+        (b"9", c().compress(raw.replace(b"TLP1", b"TLP2")), _bad(pl.BAD_MAGIC)),
+        (b"9", c().compress(raw[:20] + b"\1" + raw[21:]), _bad(pl.BAD_RESERVED)),
+        (b"9", c(level=1, write_content_size=False).compress(big), _bad(pl.TOO_LARGE)),
+        (b"9", c(level=1).compress(big), _bad(pl.TOO_LARGE)),
     ]
     good = pl.encode(9, 5, _points(40, 3), checksum=True, content_size=False)
     for k in range(60):  # flipped and truncated frames
@@ -58,40 +126,93 @@ def _records() -> list[tuple[bytes | None, bytes | None]]:
             b = b[: int(rng.integers(1, len(b)))]
         else:
             b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
-        out.append((b"9", bytes(b)))
+        out.append((b"9", bytes(b), _oracle(b"9", bytes(b))))
     return out
 
 
-def _expect(key: bytes | None, value: bytes | None) -> pl.Payload | str:
-    try:
-        return pl.validate(key, value)
-    except InvalidPayload as exc:
-        return exc.reason
+def _assert_gives(i: int, want: Want, ok: bool, reason: str | None, fields: tuple[int, ...],
+                  hours: dict[int, int]) -> None:
+    if isinstance(want, frozenset):
+        assert not ok and reason in want, (i, reason, want)
+        return
+    assert ok, (i, reason)
+    ts = want.points["ts"].astype(np.int64)
+    assert fields == (want.org, want.intake_ns, len(want.points), 24 + 28 * len(want.points),
+                      *((ts.min(), ts.max()) if len(ts) else (-1, -1))), i
+    h, n = np.unique(ts // HOUR * HOUR, return_counts=True)
+    assert hours == dict(zip(h.tolist(), n.tolist(), strict=True)), i
 
 
-def test_check_agrees_with_validate() -> None:
+def test_oracle_labels_agree_with_itself() -> None:
+    """The hand labels and the plain-Python oracle say the same (the oracle is sound)."""
+    for i, (key, value, want) in enumerate(_records()):
+        if value is not None and len(value) > 2**16:
+            continue  # too_large: the oracle would decompress 64 MiB
+        got = _oracle(key, value)
+        if isinstance(want, Valid):
+            assert isinstance(got, Valid) and got.points.tobytes() == want.points.tobytes(), i
+        else:
+            assert got == want or (want <= ZSTD_REASONS and got == ZSTD_REASONS), (i, got, want)
+
+
+def test_check_gives_what_the_contract_says() -> None:
+    assert zstdframe.DECOMPRESS is not None, "libzstd must load: the kernel is what is tested"
     recs = _records()
-    chk = batchcheck.check([k for k, _ in recs], [v for _, v in recs])
-    for i, (key, value) in enumerate(recs):
-        exp = _expect(key, value)
-        if isinstance(exp, str):
-            assert not chk.ok[i] and chk.errors[i].reason == exp, i
-            continue
-        assert chk.ok[i] and i not in chk.errors, i
-        ts = exp.points()["ts"].astype(np.int64)
-        assert (chk.org[i], chk.intake_ns[i], chk.n_points[i], chk.raw_len[i]) == (
-            exp.org_id, exp.intake_ns, exp.n_points, len(exp.raw))
-        assert (chk.min_ts[i], chk.max_ts[i]) == ((ts.min(), ts.max()) if len(ts) else (-1, -1))
+    chk = batchcheck.check([k for k, _, _ in recs], [v for _, v, _ in recs])
+    assert chk.ok.sum() >= 25 and (~chk.ok).sum() >= 40
+    for i, (_key, _value, want) in enumerate(recs):
         sel = chk.hour_rec == i
-        got = dict(zip(chk.hour_start[sel].tolist(), chk.hour_points[sel].tolist(), strict=True))
+        hours = dict(zip(chk.hour_start[sel].tolist(), chk.hour_points[sel].tolist(),
+                         strict=True))
+        err = chk.errors.get(i)
+        assert chk.ok[i] == (err is None), i
+        _assert_gives(i, want, bool(chk.ok[i]), err.reason if err else None,
+                      (int(chk.org[i]), int(chk.intake_ns[i]), int(chk.n_points[i]),
+                       int(chk.raw_len[i]), int(chk.min_ts[i]), int(chk.max_ts[i])), hours)
+
+
+def test_validate_gives_what_the_contract_says() -> None:
+    """The Python path (which decides every record the kernel does not accept)."""
+    for i, (key, value, want) in enumerate(_records()):
+        try:
+            p = pl.validate(key, value)
+        except InvalidPayload as exc:
+            _assert_gives(i, want, False, exc.reason, (), {})
+            continue
+        ts = p.points()["ts"].astype(np.int64)
         h, n = np.unique(ts // HOUR * HOUR, return_counts=True)
-        assert got == dict(zip(h.tolist(), n.tolist(), strict=True)), i
+        _assert_gives(i, want, True, None, (
+            p.org_id, p.intake_ns, p.n_points, len(p.raw),
+            *((int(ts.min()), int(ts.max())) if len(ts) else (-1, -1))),
+            dict(zip(h.tolist(), n.tolist(), strict=True)))
+        assert isinstance(want, Valid) and p.points().tobytes() == want.points.tobytes(), i
+
+
+def test_an_unexpected_exception_costs_one_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug while classifying one record makes it invalid (internal_error, with the
+    exception text), never an exception out of check(); the others are decided."""
+    real = pl.validate
+
+    def buggy(key: bytes | None, value: bytes | None) -> pl.Payload:
+        if key == b"7":
+            raise RuntimeError("boom at record 7")
+        return real(key, value)
+
+    monkeypatch.setattr(pl, "validate", buggy)
+    raw = pl.HEADER.pack(pl.MAGIC, 7, 1, 0, 0)
+    bad_size = zstandard.ZstdCompressor().compress(raw + b"x")  # goes to the Python path
+    keys: list[bytes | None] = [b"5", b"7", b"9" * 5000, b"5"]
+    vals: list[bytes | None] = [pl.encode(5, 1, _points(3, 1)), bad_size, b"junk",
+                                pl.encode(5, 2, _points(3, 2))]
+    chk = batchcheck.check(keys, vals)
+    assert chk.ok.tolist() == [True, False, False, True]
+    assert chk.errors[1].reason == pl.INTERNAL_ERROR and "boom at record 7" in chk.errors[1].detail
+    assert chk.errors[2].reason == pl.NOT_ONE_FRAME
 
 
 def test_kernel_accepts_ordinary_payloads_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid payloads with at most K_HOURS hours never reach the Python path."""
-    if zstdframe.DECOMPRESS is None:
-        pytest.skip("libzstd not loadable")
+    assert zstdframe.DECOMPRESS is not None, "libzstd must load: the kernel is what is tested"
     calls: list[int] = []
     real = pl.validate
     monkeypatch.setattr(pl, "validate", lambda k, v: calls.append(1) or real(k, v))

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from tailor import services
 from tailor.cli import main
 
-SUBCOMMANDS = ["produce", "ingest", "build", "read", "status", "diff", "demo"]
+SUBCOMMANDS = ["produce", "ingest", "build", "read", "status", "diff", "demo", "gc", "shards",
+               "compile-kernels"]
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -101,3 +102,9 @@ def test_produce_against_broker_writes_expected(broker: services.Broker, tmp_pat
     assert summary["points"] == 800 and summary["config"]["seed"] == 4
     assert summary["config"]["partitions"] == 2 and summary["config"]["hours"] == 2
     assert (exp / "payloads.parquet").exists() and any((exp / "points").iterdir())
+
+
+def test_compile_kernels_caches_the_build_kernels() -> None:
+    res = CliRunner().invoke(main, ["compile-kernels"])
+    assert res.exit_code == 0, res.output
+    assert "every build kernel cached" in res.output

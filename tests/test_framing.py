@@ -13,7 +13,7 @@ from tailor import framing as F
 def make_frames(rng: random.Random, n: int) -> tuple[bytes, list[dict[str, int]]]:
     out, meta = [], []
     pos = 0
-    for i in range(n):
+    for _ in range(n):
         body = rng.randbytes(rng.randrange(0, 300))
         m: dict[str, int] = {
             "body_len": len(body), "raw_len": rng.randrange(2**32), "org_id": rng.randrange(2**32),
@@ -24,7 +24,8 @@ def make_frames(rng: random.Random, n: int) -> tuple[bytes, list[dict[str, int]]
         f = F.encode_frame(body, raw_len=m["raw_len"], org_id=m["org_id"], n_points=m["n_points"],
                            intake_ns=m["intake_ns"], offset=m["offset"],
                            partition=m["partition"], topic_idx=m["topic_idx"])
-        assert len(f) == F.frame_header(len(body)) and i >= 0
+        assert len(f) == F.frame_header(len(body)) == 52 + len(body)
+        assert f.startswith(b"\x89TRF") and f.endswith(body)
         out.append(f)
         meta.append(m)
         pos += len(f)

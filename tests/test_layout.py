@@ -69,6 +69,35 @@ def test_keys() -> None:
     assert k.startswith("objects/") and k.endswith("/org-mod-1/b-1.tlr")
     assert k == L.object_key("org-mod-1", "b-1") and len(L.batch_prefix("b-1")) == 4
     assert L.index_key("s", T0, "b") == "index/s/2026-01-01T00/b.json"
-    q = L.quarantine_key("t", 2, 5, 10, "b")
-    assert q == f"quarantine/t/2/{5:020d}-{10:020d}-b.jsonl"
+    assert L.quarantine_key("t", 2, 5) == f"quarantine/t/2/{5:020d}.json"
     assert L.watermark_key("g", "t", 3) == "watermarks/g/t/3.json"
+
+
+@pytest.mark.parametrize("hours", [
+    [T0], [T0 + 3600 * k for k in range(48)],  # ordinary objects: one copy per hour
+    [T0 + 3600 * k for k in range(49)], [T0 + 3600 * k for k in range(8760)],  # a year
+    [0, (2**32 - 1) // 3600 * 3600],  # the first and last hour of u32 ts
+    list(range(0, 2**32, 3600 * 997)),  # thousands of hours over the whole range
+])
+def test_index_placement_is_bounded_and_found_by_every_window(hours: list[int]) -> None:
+    keys = L.index_keys("s", hours, "b")
+    assert 1 <= len(keys) <= L.MAX_INDEX_COPIES and len(set(keys)) == len(keys)
+    level, buckets = L.index_placement(hours)
+    assert len(buckets) * len(set(hours)) <= L.MAX_INDEX_ENTRIES or level == L.INDEX_LEVELS - 1
+    if len(hours) <= L.MAX_INDEX_COPIES:
+        assert keys == [L.index_key("s", h, "b") for h in sorted(hours)]
+    for h in hours[:: max(1, len(hours) // 50)]:  # a window holding h lists a folder with it
+        w = L.window_start(h)
+        dirs = L.index_dirs("s", w, w + L.WINDOW_SECONDS)
+        assert any(k.rsplit("/", 1)[0] in dirs for k in keys)
+        assert set(L.index_dirs_of_hours("s", [h])) <= set(dirs)
+
+
+def test_index_dir_names_parse_back() -> None:
+    for level in range(L.INDEX_LEVELS):
+        d = L.index_dir("s", T0 + 5 * 3600, level)
+        start = T0 + 5 * 3600 - (T0 + 5 * 3600) % L.index_span(level)
+        assert L.parse_index_dir(d.split("/")[2]) == (level, start)
+    assert L.index_dir("s", T0, 1) == "index/s/2025-12-31T08+64h"
+    for junk in ("2026-01-01T00+65h", "2026-01-01T01+64h", "nope", "2026-13-01T00", "x+64h"):
+        assert L.parse_index_dir(junk) is None

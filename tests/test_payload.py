@@ -69,6 +69,16 @@ def test_empty_payload_and_any_ts_valid() -> None:
 
 def test_leading_zeros_in_key_are_digits() -> None:
     assert P.validate(b"000" + KEY, GOOD).org_id == ORG
+    assert P.validate(b"0" * 5000 + KEY, GOOD).org_id == ORG  # past int()'s 4300 digits
+    assert P.validate(b"0" * 5000, P.encode(0, 1, pts(1))).org_id == 0
+
+
+@pytest.mark.parametrize("key", [b"9" * 5000, b"1" + b"0" * 10, b"4294967296", b"0" + b"9" * 11])
+def test_keys_past_every_org_id_mismatch(key: bytes) -> None:
+    assert P.parse_key(key) is None
+    assert why(key, GOOD) == P.KEY_MISMATCH
+    assert why(key, b"junk") == P.NOT_ONE_FRAME  # the value is checked first, never int()
+    assert P.parse_key(b"0" * 9000 + b"4294967295") == 2**32 - 1
 
 
 @pytest.mark.parametrize("value", [None, b""])

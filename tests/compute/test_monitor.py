@@ -6,6 +6,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from distributed import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -91,3 +92,16 @@ def test_store_retries_are_counted_per_task_on_the_scheduler(
             break
         time.sleep(0.1)
     assert seen > 0
+
+
+def test_a_second_build_on_one_scheduler_keeps_its_stage_timers(
+        client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Registering the plugin again must not warn (an error under filterwarnings=error,
+    which used to drop the stage timers from /metrics for every build but the first)."""
+    raw = StoreConfig(url=str(tmp_path / "raw"))
+    write_object(Store(raw), "org-mod-7", mixed_payloads(6))
+    for i in range(2):
+        cfg = BuildConfig(raw=raw, out=StoreConfig(url=str(tmp_path / f"out{i}")),
+                          shards=["org-mod-7"], windows=[T0])
+        assert all(r.ok for r in build_chunks(client, cfg, [("org-mod-7", T0)]))
+    assert "stage timers are not" not in capsys.readouterr().err

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -42,31 +44,59 @@ def test_rebuild_identical_and_reader_sees_complete_chunks(client: Client, raw_s
     rows_b = expected(gens, SHARD, SMAP, T0)
     assert rows_b != rows_a
 
+    # Two readers beside the rebuild.  The straddling one reads the manifest before the
+    # rebuild publishes and the files it lists only after: that read overlaps the
+    # publish for certain, and must still give the old chunk whole.  The looping one
+    # reads whole chunks over and over and must see the old chunk, then the new one
+    # (the rebuild starts after its first read), never a mix.
+    mkey = layout.manifest_key(SHARD, T0)
+    old_manifest = out.get(mkey)
     seen: list[str] = []
+    straddle: list[str] = []
     errors: list[BaseException] = []
-    stop = threading.Event()
+    first_read, stop = threading.Event(), threading.Event()
+
+    def classify(got: list[tuple[int, int, int, int, int]]) -> str:
+        return "a" if got == rows_a else "b" if got == rows_b else "mix"
+
+    def straddling_read() -> None:
+        try:
+            for _ in range(6000):  # until the rebuild has published (bounded)
+                done = stop.is_set()
+                if out.get(mkey) != old_manifest:
+                    straddle.append(classify(_rows_listed(out, old_manifest)))
+                    return
+                if done or stop.wait(0.02):
+                    return
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
 
     def read_loop() -> None:
         for _ in range(10_000):
-            if stop.is_set():
-                return
             try:
-                got = rows_of(chunk_table(out, SHARD, T0)[1])
+                seen.append(classify(rows_of(chunk_table(out, SHARD, T0)[1])))
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
                 return
-            seen.append("a" if got == rows_a else "b" if got == rows_b else "mix")
+            first_read.set()
+            if stop.wait(0.005) and seen[-1] == "b":
+                return
 
-    t = threading.Thread(target=read_loop)
-    t.start()
+    threads = [threading.Thread(target=straddling_read), threading.Thread(target=read_loop)]
+    for t in threads:
+        t.start()
     try:
+        assert first_read.wait(60)
         r2 = build.build_chunks(client, cfg, [(SHARD, T0)])[0]
     finally:
         stop.set()
-        t.join(60)
+        for t in threads:
+            t.join(60)
     assert r2.ok, r2.error
     assert not errors, errors
-    assert seen and "mix" not in seen
+    assert straddle == ["a"]  # planned before the flip, read after it: the old chunk, whole
+    assert "mix" not in seen and seen[0] == "a" and seen[-1] == "b", seen
+    assert seen == sorted(seen)  # once the new chunk shows, the old one never comes back
     assert rows_of(chunk_table(out, SHARD, T0)[1]) == rows_b
 
     # Same inputs again: identical rows, a new attempt; only two generations stay.
@@ -78,6 +108,14 @@ def test_rebuild_identical_and_reader_sees_complete_chunks(client: Client, raw_s
     parts = [k for k in out.list(layout.chunk_dir(SHARD, T0) + "/") if k.endswith(".parquet")]
     attempts = {k.rsplit("/", 1)[1][len("part-"):].rsplit("-", 1)[0] for k in parts}
     assert attempts == {r2.manifest.attempt, r3.manifest.attempt}
+
+
+def _rows_listed(out: Store, manifest: bytes) -> list[tuple[int, int, int, int, int]]:
+    """The rows of the files ``manifest`` lists, read in its order (plain JSON and Parquet)."""
+    folder = layout.chunk_dir(SHARD, T0)
+    tables = [pq.read_table(io.BytesIO(out.get(f"{folder}/{f['path']}")))
+              for f in json.loads(manifest)["files"]]
+    return rows_of(pa.concat_tables(tables))
 
 
 def test_failing_chunk_does_not_stop_others(client: Client, tmp_path: Path) -> None:
@@ -92,11 +130,16 @@ def test_failing_chunk_does_not_stop_others(client: Client, tmp_path: Path) -> N
     res = build.build_chunks(client, cfg, [(SHARD, T0), (SHARD, T0 + W)])
     assert res[0].ok and not res[1].ok
     assert res[1].error is not None and "broken" in res[1].error
-    assert read_manifest(Store(out_cfg), SHARD, T0 + W) is None
+    out = Store(out_cfg)
+    assert read_manifest(out, SHARD, T0 + W) is None
+    # the other chunk is built, and right
+    assert rows_of(chunk_table(out, SHARD, T0)[1]) == expected(gens, SHARD, SMAP, T0)
     # the CLI entry: exit 1, the failed chunk named
     assert build.run(cfg) == 1
     ok_cfg = cfg.model_copy(update={"windows": [T0]})
     assert build.run(ok_cfg) == 0
+    assert rows_of(chunk_table(out, SHARD, T0)[1]) == expected(gens, SHARD, SMAP, T0)
+    assert read_manifest(out, SHARD, T0 + W) is None
 
 
 def test_cli_read_formats(client: Client, tmp_path: Path) -> None:

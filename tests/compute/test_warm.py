@@ -1,4 +1,4 @@
-"""Kernel warm-up: after ``warm()`` a build's work loads no further numba kernel."""
+"""Kernel warm-up: after ``warm()`` a real build loads no further numba kernel."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from distributed import Client
 
@@ -13,15 +14,16 @@ from tailor import framing
 from tailor.compute.warm import WarmKernels
 
 # Runs in a fresh interpreter: kernels already loaded by other tests would hide a gap.
+# After warm(), two real builds run on an in-process cluster (the same process, so
+# its kernels are the ones counted): a fused unit of two windows, and a partitioned
+# graph (small --rows-per-partition) over ranges whose last frame needs a second GET.
 _CHECK = textwrap.dedent("""
     import sys
+    import tempfile
     import numba
     import numpy as np
-    from tailor import framing, payload
-    from tailor.compute import decode, merge, read, route
-    from tailor.compute.plan import ReadTask, split_ranges
+    from tailor import payload
     from tailor.compute.warm import warm
-    from tailor.shards import ShardMap
 
     def loaded():
         out = {}
@@ -34,33 +36,39 @@ _CHECK = textwrap.dedent("""
 
     warm()
     before = loaded()
+    from distributed import Client, LocalCluster
+    from tailor.compute.build import build_chunks
+    from tailor.config import BuildConfig, StoreConfig
+    from tailor.shards import ShardMap
+    from tailor.storage import Store
+    from tests.compute.rawgen import T0, W, Gen, mixed_payloads, write_object
+
     rng = np.random.default_rng(3)
-    T0, W = 1767225600, 4 * 3600
-    frames = []
-    n = 6000  # frames longer than read.MIN_TAIL: a range's last frame needs a second GET
-    for i in range(12):
+    n = 3000  # frames longer than read.MIN_TAIL: a range's last frame needs a second GET
+    gens = mixed_payloads(seed=2, n_payloads=30)
+    for i in range(6):
         pts = np.zeros(n, payload.RECORD_DTYPE)
         pts["metric_id"] = rng.integers(0, 50, n)
         pts["context_key"] = rng.integers(0, 2**64, n, dtype=np.uint64) % np.uint64(7)
         pts["ts"] = rng.integers(T0, T0 + 2 * W, n)
         pts["value"] = rng.standard_normal(n)
-        body = payload.encode(135, i, pts, content_size=i % 2 == 0)
-        frames.append(framing.encode_frame(body, raw_len=payload.HEADER_SIZE + pts.nbytes,
-                                           org_id=135, n_points=n, intake_ns=i, offset=i,
-                                           partition=0))
-    data = b"".join(frames)
-    smap = ShardMap()
-    shard = smap.shard_for(135, T0)
-    loads = []
-    for t in split_ranges("k", len(data), 50_000):  # second GETs: writable buffers
-        rr = read.scan_owned(lambda a, b: data[a:b], t)
-        loads.append(decode.decode_range(rr, shard, smap, T0, T0 + 2 * W))
-    merge.sort_dedup_windows(loads, [T0, T0 + W])
-    starts = [T0, T0 + W]
-    spl = route.choose_splitters([route.sample(p, starts, 3) for p in loads], 3)
-    pieces = [route.split(x, starts, spl, 3) for x in loads]
-    for p in range(3):
-        merge.sort_dedup_windows([x[p] for x in pieces], starts)
+        gens.append(Gen(135, 2_000_000_000_000_000_000 + i, pts))
+    shard = ShardMap().shard_for(135, T0)
+    with tempfile.TemporaryDirectory() as d:
+        raw = StoreConfig(url=f"{d}/raw")
+        write_object(Store(raw), shard, gens)
+        chunks = [(shard, T0), (shard, T0 + W)]
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                          protocol="tcp", host="127.0.0.1", dashboard_address=None) as cl, \
+                Client(cl) as client:
+            for name, rpp in (("fused", 4_000_000), ("partitioned", 4000)):
+                cfg = BuildConfig(raw=raw, out=StoreConfig(url=f"{d}/{name}"), shards=[shard],
+                                  windows=[T0, T0 + W], range_bytes=60_000,
+                                  rows_per_partition=rpp)
+                res = build_chunks(client, cfg, chunks)
+                assert all(r.ok for r in res), [r.error for r in res]
+                files = [len(r.manifest.files) for r in res]
+                assert (min(files) > 1) == (name == "partitioned"), (name, files)
     after = loaded()
     new = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert not new, f"kernels loaded after warm(): {new}"
@@ -71,7 +79,7 @@ _CHECK = textwrap.dedent("""
 def test_warm_loads_every_kernel_a_build_runs() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     res = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, text=True,
-                         timeout=300, env=env)
+                         timeout=300, env=env, cwd=Path(__file__).parents[2])
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]
 
 

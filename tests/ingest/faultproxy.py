@@ -2,8 +2,12 @@
 
 It forwards every request unchanged, except that a share ``fail_rate`` of them
 (decided by a seeded RNG) is answered with S3's ``503 SlowDown`` error, and
-each forwarded request may be delayed by ``delay_s``.  It counts requests by
-method and outcome so tests can see faults were injected.
+each forwarded request may be delayed by ``delay_s``, and requests whose path
+contains one of the strings in ``held`` wait (up to ``hold_max_s``) until
+that string is removed with :meth:`FaultProxy.release`.  It counts requests
+by method and outcome so tests can see faults were injected, and keeps the
+path and body of every forwarded PUT whose path contains ``record``, and
+records every request's method and path.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,14 +34,21 @@ class FaultProxy:
     """``with FaultProxy(upstream, fail_rate=0.3) as p: p.endpoint_url``."""
 
     def __init__(self, upstream: str, *, fail_rate: float = 0.0, delay_s: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, held: tuple[str, ...] = (), hold_max_s: float = 120.0,
+                 record: str | None = None) -> None:
         u = urlsplit(upstream)
         self.upstream = (u.hostname or "127.0.0.1", u.port or 80)
         self.fail_rate = fail_rate
         self.delay_s = delay_s
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.held = set(held)
+        self.hold_max_s = hold_max_s
+        self.record = record
+        self.puts: list[tuple[float, str, bytes]] = []  # (monotonic, path, body) recorded
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self.server.daemon_threads = True
@@ -57,6 +69,26 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+    def hold(self, *what: str) -> None:
+        """Hold requests whose path contains any of ``what`` too."""
+        with self.changed:
+            self.held |= set(what)
+
+    def release(self, *what: str) -> None:
+        """Stop holding requests whose path contains ``what`` (all when empty)."""
+        with self.changed:
+            self.held -= set(what) if what else set(self.held)
+            self.changed.notify_all()
+
+    def _hold(self, path: str) -> None:
+        deadline = time.monotonic() + self.hold_max_s
+        with self.changed:
+            while any(h in path for h in self.held) and not self.closing.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.changed.wait(min(left, 0.2))
 
     def _decide(self) -> bool:
         with self.lock:
@@ -102,6 +134,8 @@ class FaultProxy:
 
             def _any(self) -> None:
                 body = self._body()
+                with proxy.lock:
+                    proxy.requests.append((self.command, self.path))
                 if proxy._decide():
                     with proxy.lock:
                         proxy.counts[f"{self.command} 503"] += 1
@@ -109,6 +143,7 @@ class FaultProxy:
                     return
                 if proxy.delay_s:
                     proxy.closing.wait(proxy.delay_s)
+                proxy._hold(self.path)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
@@ -120,6 +155,9 @@ class FaultProxy:
                     conn.close()
                 with proxy.lock:
                     proxy.counts[f"{self.command} {resp.status}"] += 1
+                    if self.command == "PUT" and proxy.record and proxy.record in self.path \
+                            and resp.status == 200:
+                        proxy.puts.append((time.monotonic(), self.path, body))
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 

@@ -169,7 +169,7 @@ def read_raw(cfg: StoreConfig) -> RawContents:
     index_keys = store.list("index")
     by_key: dict[str, ObjectRecord] = {}
     seen: set[tuple[str, str]] = set()
-    for k in index_keys:  # index/{shard}/{hour}/{batch}.json: one copy per hour
+    for k in index_keys:  # index/{shard}/{hour or bucket}/{batch}.json: one copy each
         parts = k.split("/")
         if (parts[1], parts[3]) not in seen:
             seen.add((parts[1], parts[3]))
@@ -200,7 +200,7 @@ def read_raw(cfg: StoreConfig) -> RawContents:
 
 def check_complete(cfg: StoreConfig, produced: dict[tuple[str, int, int], Rec]) -> RawContents:
     """Assert every valid record is in ≥1 raw object (bytes unchanged, findable
-    through an index record of every hour it has points in) and every invalid
+    through an index record of every hour, or coarser bucket, it has points in) and every invalid
     one is in quarantine with its coordinates and reason."""
     raw = read_raw(cfg)
     assert raw.corrupt == 0
@@ -221,7 +221,7 @@ def check_complete(cfg: StoreConfig, produced: dict[tuple[str, int, int], Rec]) 
     index = set(store.list("index"))
     assert {r.key for r in raw.records} == objects
     for r in raw.records:
-        assert {layout.index_key(r.shard, h, r.batch_id) for h in r.hour_starts()} <= index
+        assert set(layout.index_keys(r.shard, r.hour_starts(), r.batch_id)) <= index
     return raw
 
 

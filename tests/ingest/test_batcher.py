@@ -182,3 +182,36 @@ def test_batch_id_deterministic_and_object_record() -> None:
     assert len(res.ints) == 2 and len(res.corrupt) == 0
     assert [rec.topics[t] for t in res.ints[:, framing.F_TOPIC]] == ["a", "b"]
     assert res.u64s[:, 1].tolist() == [5, 9]
+
+
+def test_intake_watermark_covers_only_the_committed_prefix() -> None:
+    # Offsets 0 (org 1) and 1 (org 2) of one partition go to two batches.  The
+    # later one becomes durable while the earlier one is still failing: the
+    # partition's durable intake must stay below offset 0's payload.
+    b = Batcher(FlushPolicy(max_age_s=100, max_payloads=10**6, max_bytes=10**9))
+    b.assign([("a", 0)])
+    b.add(valid("a", 0, 0, org=1), now=0.0)
+    b.add(valid("a", 0, 1, org=2), now=0.0)
+    by = {bt.key: bt for bt in b.seal_all()}
+    b.done(by["org-mod-2"])  # offset 1 durable; offset 0 (org-mod-1) still being retried
+    part = b.parts[("a", 0)]
+    assert b.committable() == {("a", 0): 0}
+    assert part.max_intake_ns == 0  # nothing of the committed prefix is known durable
+    b.done(by["org-mod-1"])
+    assert b.committable() == {("a", 0): 2}
+    assert part.max_intake_ns == (T0 + 10) * 10**9 + 1  # both durable: offset 1's intake counts
+
+
+def test_intake_beyond_the_clock_is_clamped() -> None:
+    # intake_ns is untrusted: 2**64-1 in one valid payload must not move the
+    # watermark past the caller's clock plus slack.
+    b = Batcher(FlushPolicy(max_age_s=100, max_payloads=10**6, max_bytes=10**9))
+    b.assign([("a", 0)])
+    value = pl.encode(1, 2**64 - 1, points(3, 0))
+    item = classify("a", 0, 0, b"1", value, None, SMAP)
+    assert isinstance(item, Valid)
+    b.add(item, now=0.0)
+    (batch,) = b.seal_all()
+    limit = (T0 + 100) * 10**9
+    b.done(batch, intake_limit_ns=limit)
+    assert b.parts[("a", 0)].max_intake_ns == limit

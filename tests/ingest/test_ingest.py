@@ -187,12 +187,15 @@ def test_memory_bound_pauses_fetching(
 def test_stuck_store_never_commits_and_exits_by_deadline(
         broker: services.Broker, topics: list[str],
         raw_store: StoreConfig, s3: services.S3Server, tmp_path: Path, procs: Procs) -> None:
-    produced = produce(broker.bootstrap, make_stream(topics, 40, seed=9))
     group, log = _group(), str(tmp_path / "ing.log")
-    with FaultProxy(s3.endpoint_url, delay_s=30) as stuck:
+    with FaultProxy(s3.endpoint_url) as stuck:
         cfg = StoreConfig(url=raw_store.url, s3_endpoint_url=stuck.endpoint_url)
         proc = start(ingest_cmd(broker.bootstrap, ",".join(topics), group, cfg,
                                 "--shutdown-deadline", "4s"), log, procs)
+        # the start-up write probe passed; from now on every store request hangs
+        wait_until(lambda: "assigned [" in read_log(log), 60, "partitions to be assigned")
+        stuck.delay_s = 30
+        produced = produce(broker.bootstrap, make_stream(topics, 40, seed=9))
         wait_until(lambda: "payloads=4" in read_log(log), 60, "records to be consumed")
         time.sleep(1.0)  # flushes (age 0.5 s) are now stuck in the store
         t0 = time.monotonic()

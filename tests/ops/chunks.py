@@ -17,9 +17,11 @@ SCHEMA = pa.schema([("org_id", pa.uint32()), ("metric_id", pa.uint64()),
 
 
 def write_chunk(store: Store, shard: str, start: int, rows: list[tuple[int, int, int, int, float]],
-                *, files: int = 2) -> None:
-    """Sort ``rows`` by key and publish them as ``files`` part files plus a manifest."""
-    rows = sorted(rows, key=lambda r: r[:4])
+                *, files: int = 2, sort: bool = True) -> None:
+    """Sort ``rows`` by key (unless ``sort`` is false: a broken builder's output) and
+    publish them as ``files`` part files plus a manifest."""
+    if sort:
+        rows = sorted(rows, key=lambda r: r[:4])
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(5)]
     table = pa.Table.from_arrays([pa.array(np.asarray(c, dtype=t.to_pandas_dtype()), t)
                                   for c, t in zip(cols, SCHEMA.types, strict=True)],

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from tailor.compute.diff import Points, compare, read_chunk
 from tailor.config import FlushPolicy, IngestConfig, StoreConfig
 from tailor.storage import Store
 from tailor.synth import SynthRecord
+from tests import contract
 
 
 def send(bootstrap: str, records: Sequence[SynthRecord]) -> None:
@@ -32,10 +32,10 @@ def ingest(bootstrap: str, topics: list[str], raw: StoreConfig, *, shards_file: 
 
 
 def mismatches(out: Store, expected: Mapping[tuple[str, int], pa.Table]) -> list[str]:
-    """Chunks whose published points differ from the oracle's (empty: all equal)."""
-    bad = []
-    for (shard, start), table in sorted(expected.items()):
-        d = compare(read_chunk(out, shard, start), Points.from_table(table))
-        if d.differing:
-            bad.append(f"{shard}/{start}: {d}")
-    return bad
+    """Chunks whose published rows differ from the oracle's (empty: all equal).
+
+    Read as an outside reader would (tests/contract.py: manifest as plain JSON,
+    files in manifest order, key order checked) and compared row for row, so
+    unsorted rows or files listed out of order fail too.
+    """
+    return contract.mismatches(out.fs, out.path(""), expected)

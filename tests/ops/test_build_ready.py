@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from tailor import payload as P
@@ -20,11 +21,11 @@ from tailor.compute.diff import read_chunk
 from tailor.compute.ready import build_ready, chunk_rows
 from tailor.compute.status import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.layout import HOUR
+from tailor.layout import HOUR, stamp
 from tailor.services import Broker, create_topics
 from tailor.shards import load
 from tailor.storage import Store
-from tailor.synth import Synth, SynthRecord, generate
+from tailor.synth import POINT_SCHEMA, Synth, SynthRecord, generate
 from tests.ops.pipeline import ingest, mismatches, send
 
 T0 = 1767225600
@@ -60,6 +61,15 @@ class Stream:
             self.synth = generate(pcfg)  # the oracle reads the shards file
         send(broker.bootstrap, self.synth.records)
         ingest(broker.bootstrap, self.topics, self.raw, shards_file=self.shards_file)
+        self.late: list[tuple[tuple[str, int], dict[str, Any]]] = []  # points sent since
+
+    def expected(self) -> dict[tuple[str, int], pa.Table]:
+        """The oracle's chunks, with the points tests sent later (new keys) added."""
+        exp = dict(self.synth.expected())
+        for chunk, row in self.late:
+            t = pa.concat_tables([exp[chunk], pa.Table.from_pylist([row], schema=POINT_SCHEMA)])
+            exp[chunk] = t.sort_by([(c, "ascending") for c in POINT_SCHEMA.names[:4]])
+        return exp
 
     def cfg(self, out: Path, grace_s: float = 900.0) -> BuildConfig:
         return BuildConfig(raw=self.raw, out=StoreConfig(url=str(out)),
@@ -75,7 +85,7 @@ def stream(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Stream:
 def test_ready_builds_every_chunk_once_and_matches_the_oracle(
         stream: Stream, dask_client: Any, tmp_path: Path) -> None:
     cfg = stream.cfg(tmp_path / "out")
-    expected = stream.synth.expected()
+    expected = stream.expected()
     rep = build_ready(cfg, dask_client)
     assert rep.exit_code == 0, rep.summary()
     assert sorted((o.shard, o.start) for o in rep.by("built")) == sorted(expected)
@@ -106,7 +116,7 @@ def test_two_concurrent_runs_publish_each_chunk_once(
         t.join(180)
     assert len(reports) == 2
     built = [(o.shard, o.start) for r in reports for o in r.by("built")]
-    expected = stream.synth.expected()
+    expected = stream.expected()
     assert sorted(built) == sorted(expected)  # every chunk once, by one run or the other
     assert all(r.exit_code == 0 for r in reports), [r.summary() for r in reports]
     out = Store(cfg.out)
@@ -137,6 +147,8 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
                        "valid", org, intake, 1)
     send(stream.broker.bootstrap, [late])
     ingest(stream.broker.bootstrap, stream.topics, stream.raw, shards_file=stream.shards_file)
+    stream.late.append(((shard, T0), {"org_id": org, "metric_id": 4242, "context_key": 4343,
+                                      "ts": T0 + 60, "value": 3.25}))
 
     st = load_state(raw, out, smap, smap.all_shards())
     assert [r.points for r in st.records] == [1]  # only the new object's record is read
@@ -180,7 +192,7 @@ def test_held_lease_is_skipped_expired_one_taken_over_and_cli_exit_codes(
 
     cfg = stream.cfg(tmp_path / "out")
     out = Store(cfg.out)
-    chunks = sorted(stream.synth.expected())
+    chunks = sorted(stream.expected())
     held, expiring = chunks[0], chunks[1]
     assert acquire(out, *held, "someone-else", 3600) is not None
     assert acquire(out, *expiring, "crashed-run", 0.2) is not None
@@ -209,22 +221,32 @@ def test_one_failing_chunk_does_not_stop_the_others(
     smap = load(stream.shards_file)
     st = load_state(raw, Store(StoreConfig(url=str(tmp_path / "out"))), smap, smap.all_shards())
     rows = chunk_rows(smap, smap.all_shards(), st.records, {}, [], length=W, grace_s=0)
-    # Remove the one raw object of a chunk that has exactly one: that chunk must fail.
+    # Remove the one raw object of a chunk that has exactly one: that chunk must fail,
+    # and so must every other chunk that object holds points of; nothing else.
     victim = next(r for r in rows if r.objects == 1)
-    key = next(rec.key for rec in st.records
+    rec = next(rec for rec in st.records
                if victim.shard == rec.shard and rec.points_in(victim.start, W))
-    raw.delete([key])
-    cli = ["build", "--raw", str(raw_copy), "--out", str(tmp_path / "out"), "--all-shards",
+    raw.delete([rec.key])
+    expected = stream.expected()
+    doomed = {(s, w) for s, w in expected if s == rec.shard and rec.points_in(w, W)}
+    assert (victim.shard, victim.start) in doomed and len(doomed) < len(expected)
+    out = tmp_path / "out"
+    cli = ["build", "--raw", str(raw_copy), "--out", str(out), "--all-shards",
            "--ready", "--shards", stream.shards_file, "--scheduler",
            dask_client.scheduler.address]
     res = CliRunner().invoke(main, cli)
     assert res.exit_code == 1, res.output
     failed = [ln for ln in res.output.splitlines() if ln.startswith("failed")]
-    assert failed and all(victim.shard in ln for ln in failed), res.output
-    assert any(key.rsplit("/", 1)[-1] in ln or "FileNotFound" in ln or "not found" in ln.lower()
-               for ln in failed), res.output
+    assert len(failed) == len(doomed) and all(victim.shard in ln for ln in failed), res.output
+    assert any(rec.key.rsplit("/", 1)[-1] in ln or "FileNotFound" in ln
+               or "not found" in ln.lower() for ln in failed), res.output
     built = [ln for ln in res.output.splitlines() if ln.startswith("built")]
-    assert len(built) >= 1
+    assert len(built) == len(expected) - len(doomed), res.output
+    # every other chunk is built and equals the oracle; the failed ones are not published
+    others = {k: t for k, t in expected.items() if k not in doomed}
+    store = Store(StoreConfig(url=str(out)))
+    assert mismatches(store, others) == []
+    assert not any(store.exists(f"{s}/{stamp(w)}/_manifest.json") for s, w in doomed)
 
 
 def test_status_skips_folders_that_are_not_chunks(tmp_path: Path) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from tailor.compute.ready import (
     ChunkRow,
     chunk_rows,
+    durable_until,
     ingest_watermark,
     is_ready,
     moves,
     select_ready,
 )
 from tailor.layout import HOUR, object_key, stamp
-from tailor.records import InputObject, Manifest, ObjectRecord, Watermark
+from tailor.records import CLOCK_SLACK_NS, InputObject, Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, parse
 
 T0 = 1767225600  # 2026-01-01T00
@@ -32,7 +33,8 @@ def rec(shard: str, batch: str, hours: dict[int, int], orgs: list[int] | None = 
 
 def wm(partition: int, durable_s: int, caught_up: bool = False) -> Watermark:
     return Watermark(group="g", topic="t", partition=partition, committed=1, high_water=1,
-                     max_intake_ns=durable_s * NS, caught_up=caught_up, updated_ns=0)
+                     max_intake_ns=durable_s * NS, caught_up=caught_up,
+                     updated_ns=durable_s * NS)
 
 
 def manifest(shard: str, start: int, inputs: list[ObjectRecord], points: int = 1) -> Manifest:
@@ -66,6 +68,25 @@ def test_caught_up_partition_is_durable_until_its_commit_time() -> None:
     w = Watermark(group="g", topic="t", partition=0, committed=5, high_water=5,
                   max_intake_ns=T0 * NS, caught_up=True, updated_ns=(T0 + 10 * W) * NS)
     assert ingest_watermark([w]) == (T0 + 10 * W) * NS
+
+
+def test_hostile_intake_time_never_moves_readiness_past_the_clock() -> None:
+    # One valid payload with intake_ns 2**64-1 (the year 2554): a watermark
+    # counts intake times at most a minute past when it was written, and a
+    # reader at most a minute past its own clock.
+    written = (T0 + W) * NS
+    w = Watermark(group="g", topic="t", partition=0, committed=5, high_water=9,
+                  max_intake_ns=2**64 - 1, caught_up=False, updated_ns=written)
+    assert w.durable_until_ns == written + CLOCK_SLACK_NS
+    assert ingest_watermark([w], now_ns=written) == written + CLOCK_SLACK_NS
+    # A watermark from a host whose clock runs ahead: the reader's clock bounds it.
+    ahead = Watermark(group="g", topic="t", partition=1, committed=5, high_water=5,
+                      max_intake_ns=0, caught_up=True, updated_ns=2**63)
+    assert durable_until(ahead, now_ns=written) == written + CLOCK_SLACK_NS
+    # The window ending a day after the hostile write is not ready from it.
+    rows = chunk_rows(SMAP, SMAP.all_shards(), [rec("org-mod-0", "a", {T0 + 6 * W: 1})], {},
+                      [w], length=W, grace_s=0, now_ns=written)
+    assert [(r.ready, r.action) for r in rows] == [(False, "wait")]
 
 
 def test_rows_count_points_per_window_and_pick_ready_unbuilt_chunks() -> None:
@@ -176,3 +197,24 @@ def rows_for_listing(records: list[ObjectRecord], manifests: dict[tuple[str, int
                      listing: dict[str, dict[str, list[int]]]) -> list[ChunkRow]:
     return chunk_rows(SMAP, SMAP.all_shards(), records, manifests, [wm(0, T0 + 9 * W)],
                       length=W, grace_s=900, listing=listing)
+
+
+def test_status_names_stale_watermarks_of_retired_partitions() -> None:
+    import json
+    import time
+
+    from tailor.compute.status import render_json, render_table, stale_watermarks
+
+    now = time.time_ns()
+    live = Watermark(group="g", topic="live", partition=0, committed=9, high_water=9,
+                     max_intake_ns=0, caught_up=True, updated_ns=now - 30 * NS)
+    retired = live.model_copy(update={"topic": "retired", "partition": 3,
+                                      "updated_ns": now - 3 * 3600 * NS})
+    assert stale_watermarks([live, retired], now) == [retired]
+    text = render_table([], SMAP, [], [live, retired])
+    assert "1 stale watermark(s)" in text and "g retired/3: last written 3 h ago" in text
+    assert "live/0" not in text
+    doc = json.loads(render_json([], SMAP, [], [live, retired]))
+    assert [(p["topic"], p["stale"]) for p in doc["partitions"]] == [
+        ("live", False), ("retired", True)]
+    assert "stale" not in render_table([], SMAP, [], [live])
