@@ -23,7 +23,9 @@ from tailor import layout, shards
 from tailor.config import BuildConfig
 from tailor.records import Manifest
 
-from .graph import Published, fusable, pack, submit_plans, submit_unit_graph, submit_units
+from .budget import local_memory_limit, partition_rows, range_bytes
+from .exchange import submit_exchange
+from .graph import Published, fusable, pack, submit_plans, submit_units
 from .monitor import StageMetrics
 from .plan import ChunkPlan
 from .publish import new_attempt
@@ -39,6 +41,9 @@ class ChunkResult:
     ``by_other``: the chunk ended published by another builder that published
     it first (``manifest`` is theirs); ``missing_inputs`` then counts input
     objects this build saw that their manifest lacks (rebuild to include them).
+    ``decoded_frames`` / ``decoded_points``: what the build decoded for the
+    chunk's *unit* (``unit``: the label of its first chunk; the windows of a
+    unit share their byte ranges, each decoded once for all of them).
     """
 
     shard: str
@@ -51,6 +56,9 @@ class ChunkResult:
     rows_in: int = 0
     by_other: bool = False
     missing_inputs: int = 0
+    decoded_frames: int = 0
+    decoded_points: int = 0
+    unit: str = ""
 
     @property
     def label(self) -> str:
@@ -67,9 +75,12 @@ def _why(fut: Any) -> str:
 UNIT_WINDOWS = 4
 
 
-#: Small fusable units are packed into tasks of about rows_per_partition / PACK_FRACTION
-#: points (a task costs a few ms of scheduling; a tiny unit takes about as long).
+#: Small fusable units are packed into tasks of about a partition's points / PACK_FRACTION
+#: points (a task costs a few ms of scheduling; a tiny unit takes about as long), and
+#: into at least PACK_PER_WORKER tasks per worker when there are that many units (so
+#: the last task does not leave the other workers idle).
 PACK_FRACTION = 8
+PACK_PER_WORKER = 4
 
 
 def units_of(chunks: Sequence[tuple[str, int]]) -> list[list[int]]:
@@ -102,9 +113,10 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     Chunks are planned in units (one shard, up to :data:`UNIT_WINDOWS`
     windows).  A unit that :func:`~tailor.compute.graph.fusable` says fits
     one task is one task, decoding each raw byte range once for all its
-    windows (biggest units first); every other chunk gets its partitioned
-    graph, whose tasks each hold at most about ``rows_per_partition`` points,
-    so a worker's memory does not grow with the shard.  Every worker loads
+    windows (biggest units first); every other unit is a distributed sort
+    (:func:`~tailor.compute.exchange.submit_exchange`) with as many partitions
+    as ``cfg.memory_budget`` needs (:mod:`~tailor.compute.budget`), so a
+    worker's memory does not grow with the shard.  Every worker loads
     the numba kernels first (:class:`~tailor.compute.warm.WarmKernels`); the
     scheduler serves the stage timers to Prometheus (:mod:`~tailor.compute.monitor`).
     """
@@ -117,13 +129,15 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
               f"({type(exc).__name__}: {exc}); install tailor where the scheduler runs",
               file=sys.stderr)
     length = cfg.window_seconds
+    rows = partition_rows(cfg.memory_budget, cfg.rows_per_partition)
+    rbytes = range_bytes(cfg.memory_budget, cfg.range_bytes)
     attempts = [new_attempt() for _ in chunks]
     units = units_of(chunks)
     results: list[ChunkResult | None] = [None] * len(chunks)
     workers = len(client.scheduler_info().get("workers", {})) or 1
     batches = submit_plans(client, cfg.raw, smap,
                            [(chunks[u[0]][0], tuple(chunks[i][1] for i in u)) for u in units],
-                           length, cfg.range_bytes, cfg.rows_per_partition, 2 * workers,
+                           length, rbytes, rows, 2 * workers,
                            attempts[0] if attempts else "")
     plan_futs = [f for _, f in batches]
     _d.wait(plan_futs)
@@ -151,18 +165,20 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
                 ok.append(i)
         if ok:
             plans = [planned[i] for i in ok]
-            (fused if fusable(plans, cfg.rows_per_partition) else graphed).append(ok)
+            (fused if fusable(plans, rows) else graphed).append(ok)
     running: dict[Any, list[int]] = {}  # future → chunk indices it publishes (in order)
+    unit_of = {i: chunks[u[0]] for u in fused + graphed for i in u}
     sizes = [sum(planned[i].est_points for i in unit) for unit in fused]
-    for b in pack(sizes, max(1, cfg.rows_per_partition // PACK_FRACTION)):
+    target = min(rows // PACK_FRACTION, sum(sizes) // (PACK_PER_WORKER * workers))
+    for b in pack(sizes, max(1, target)):
         group = [fused[j] for j in b]
         fut = submit_units(client, cfg.raw, cfg.out, smap,
                            [([planned[i] for i in u], [attempts[i] for i in u]) for u in group],
                            f"{attempts[group[0][0]]}-{chunks[group[0][0]][0]}")
         running[fut] = [i for u in group for i in u]
     for unit in graphed:
-        fut = submit_unit_graph(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
-                                [attempts[i] for i in unit], cfg.rows_per_partition)
+        fut = submit_exchange(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
+                              [attempts[i] for i in unit], rows, cfg.memory_budget, workers)
         running[fut] = unit
     done = 0
     outcome: dict[int, Published | str] = {}
@@ -182,13 +198,18 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         s, w = chunks[i]
         if isinstance(got, str):
             results[i] = ChunkResult(s, w, False, error=got)
-        elif got.manifest.attempt != attempts[i]:  # another builder published it first
+            continue
+        if got.manifest.attempt != attempts[i]:  # another builder published it first
             theirs = {o.key for o in got.manifest.inputs}
-            results[i] = ChunkResult(s, w, True, got.manifest, by_other=True, missing_inputs=len(
+            r = ChunkResult(s, w, True, got.manifest, by_other=True, missing_inputs=len(
                 [o for o in planned[i].inputs if o.key not in theirs]))
         else:
-            results[i] = ChunkResult(s, w, True, got.manifest, None, got.corrupt, got.invalid,
-                                     got.rows_in)
+            r = ChunkResult(s, w, True, got.manifest, None, got.corrupt, got.invalid,
+                            got.rows_in)
+        us, uw = unit_of[i]
+        r.decoded_frames, r.decoded_points = got.decoded
+        r.unit = f"{us}/{layout.stamp(uw)}"
+        results[i] = r
     for f in plan_futs:
         f.release()
     return [r for r in results if r is not None]
@@ -225,7 +246,8 @@ def _mallopt(settings: dict[str, str]) -> None:
 
 def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
                   dashboard_address: str | None = "127.0.0.1:0",
-                  malloc: dict[str, str] = WORKER_MALLOC, processes: bool = True) -> Any:
+                  malloc: dict[str, str] = WORKER_MALLOC, processes: bool = True,
+                  memory_limit: int | str = "auto") -> Any:
     """A loopback ``LocalCluster`` with ``malloc`` settings (``{}`` keeps Dask's own).
 
     ``processes=True``: one worker process each (memory isolated per worker,
@@ -233,8 +255,10 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
     of this process, talking in-process: no process spawn and no imports or
     kernel loads per worker, which is most of a small build's wall time; every
     kernel releases the GIL (numba ``nogil``, zstd, Arrow), so the sort and
-    encode stages still run in parallel.  Blocks until the workers are up; the
-    caller closes it.
+    encode stages still run in parallel.  ``memory_limit``: each worker's Dask
+    memory limit (it spills task results to disk past 60 % of it; in-process
+    workers all measure this one process).  Blocks until the workers are up;
+    the caller closes it.
     """
     if not processes:
         _mallopt(malloc)
@@ -242,12 +266,13 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
         # host's IP; the dashboard itself listens on loopback, so the link must too.
         dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"})
         return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                               processes=False, dashboard_address=dashboard_address)
+                               processes=False, dashboard_address=dashboard_address,
+                               memory_limit=memory_limit)
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **malloc}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                                processes=True, host="127.0.0.1",
-                               dashboard_address=dashboard_address)
+                               dashboard_address=dashboard_address, memory_limit=memory_limit)
 
 
 @contextmanager
@@ -255,13 +280,16 @@ def connect(cfg: BuildConfig) -> Iterator[Client]:
     """A client on ``cfg.scheduler``, or on a new :func:`local_cluster` (closed after).
 
     The local cluster's workers are threads of this process unless
-    ``cfg.processes``.
+    ``cfg.processes``; its memory limit follows ``cfg.memory_budget``
+    (:func:`~tailor.compute.budget.local_memory_limit`).
     """
     if cfg.scheduler:
         with _d.Client(cfg.scheduler) as client:
             yield client
         return
-    with local_cluster(cfg.n_workers or 2, processes=cfg.processes) as cluster, \
+    n = cfg.n_workers or 2
+    limit = local_memory_limit(cfg.memory_budget, n, processes=cfg.processes)
+    with local_cluster(n, processes=cfg.processes, memory_limit=limit) as cluster, \
             _d.Client(cluster) as client:
         yield client
 
@@ -281,7 +309,9 @@ def summary(r: ChunkResult, *, max_reports: int = 5) -> str:
     lines = [f"ok {r.label}: {m.points} points in {len(m.files)} file(s), {size} bytes "
              f"({bpp} B/point), {len(m.inputs)} input object(s), "
              f"{m.duplicates_dropped} duplicates dropped, {m.corrupt_frames} corrupt frame(s), "
-             f"{m.invalid_payloads} invalid payload(s)"]
+             f"{m.invalid_payloads} invalid payload(s); decoded {r.decoded_points} points "
+             f"of {r.decoded_frames} frame(s)"
+             + (f" for the windows of unit {r.unit}" if r.unit and r.unit != r.label else "")]
     lines += [f"  corrupt frame: {k} @ {off}" for k, off in r.corrupt[:max_reports]]
     lines += [f"  invalid payload: {k} @ {off}: {why}" for k, off, why in r.invalid[:max_reports]]
     more = len(r.corrupt) + len(r.invalid) - 2 * max_reports
@@ -305,6 +335,9 @@ def run(cfg: BuildConfig) -> int:
     for r in results:
         print(summary(r), flush=True)
     failed = [r for r in results if not r.ok]
+    units = {r.unit: (r.decoded_points, r.decoded_frames) for r in results if r.ok}
+    print(f"tailor build: decoded {sum(p for p, _f in units.values())} points of "
+          f"{sum(f for _p, f in units.values())} frame(s), each byte range once", flush=True)
     others = [r for r in results if r.by_other]
     print(f"tailor build: {len(results) - len(failed)}/{len(results)} chunk(s) published in "
           f"{time.monotonic() - t0:.1f}s"

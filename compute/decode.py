@@ -42,8 +42,11 @@ class Points:
     """Columns of decoded points plus what the decoder found wrong.
 
     ``value`` is float64 carried bit-exactly; ``intake_ns``/``idx`` decide
-    the winner among duplicates.  ``corrupt`` / ``invalid`` hold
-    ``(object key, offset[, reason])`` tuples.
+    the winner among duplicates.  ``frames``: frames decoded; ``decoded``:
+    points in their valid payloads (any ts, before the window and shard filter).
+    ``corrupt`` / ``invalid`` hold ``(object key, offset[, reason])`` tuples.
+    ``sys.getsizeof`` (hence Dask's memory accounting and spilling) counts the
+    columns' bytes.
     """
 
     org: np.ndarray
@@ -54,11 +57,16 @@ class Points:
     intake_ns: np.ndarray
     idx: np.ndarray
     frames: int = 0
+    decoded: int = 0
     corrupt: list[tuple[str, int]] = field(default_factory=list)
     invalid: list[tuple[str, int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.org.shape[0])
+
+    def __sizeof__(self) -> int:
+        return 200 + sum(int(a.nbytes) for a in (self.org, self.metric, self.ctx, self.ts,
+                                                 self.value, self.intake_ns, self.idx))
 
     def take(self, sel: np.ndarray) -> Points:
         """Rows ``sel`` (indices or mask), without the reports."""
@@ -247,6 +255,7 @@ def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) ->
     out = alloc_points(cap)
     val_bits = out.value.view(np.uint64)
     n = 0
+    decoded = 0
     dctx = zstandard.ZstdDecompressor()
     # Batches of frames with at most BATCH_BYTES decompressed (at least one frame each).
     csum = np.cumsum(rlen[good])
@@ -265,6 +274,9 @@ def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) ->
             for j in np.flatnonzero(status):
                 invalid.append((raw.key, raw.base + int(ints[kept[j], framing.F_POS]),
                                 _REASON[int(status[j])]))
+            # a valid payload is exactly 24 + 28 × n_points bytes
+            decoded += int(((lens[status == 0] - payload.HEADER_SIZE)
+                            // payload.RECORD_SIZE).sum())
         del keep, buf
         a = b
     with context_meter.meter(STAGE_DECODE):
@@ -275,6 +287,7 @@ def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) ->
         if mask is not None:
             pts = pts.take(mask)
     pts.frames = nf
+    pts.decoded = decoded
     pts.corrupt = corrupt
     pts.invalid = sorted(invalid)
     return pts

@@ -1,25 +1,15 @@
-"""The Dask task graphs of a build: plan a unit, then build it fused or partitioned.
+"""The Dask task graphs of a build: plan a unit, then build it fused or by exchange.
 
 A *unit* is up to a few consecutive windows of one shard.  ``plan_unit``
 lists the ingest index for them (one task).  Then:
 
 - a unit small enough for one task (:func:`fusable`: one merge partition per
-  chunk, all its points within ``rows_per_partition``) runs as one
+  chunk, all its points within one partition's budget) runs as one
   ``build_unit`` task: read, decode, sort, encode and publish every chunk of
   the unit in a row, paying the scheduler once instead of per stage;
-- otherwise the unit gets a graph range-partitioned by series, every
-  partition spanning all the unit's windows::
-
-    sample[i] (read range i, decode a stride of its frames) ─┐
-                                               splitters ◄───┘
-    part[p] (read every range, decode the frames of p's orgs, keep
-             p's series, one sort split by window, encode, put) ─► publish
-
-  Every part task streams the raw byte ranges itself and keeps only its own
-  series, so a worker holds one decoded range plus at most about
-  ``rows_per_partition`` points, however big the shard: raw objects are the
-  durable state, and reading them again costs CPU, never memory.  Frames of
-  orgs outside a partition are skipped undecoded.
+- otherwise the unit is a distributed sort (:mod:`~tailor.compute.exchange`):
+  map tasks decode each byte range once and route its rows to key-range
+  partitions, reduce tasks sort, dedupe, encode and write each partition.
 
 Every task is pure given its inputs (a part file is written under the
 build's attempt id with deterministic bytes), so the scheduler may rerun any
@@ -30,9 +20,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +29,6 @@ from typing import Any
 from distributed import Client
 from distributed.metrics import context_meter
 
-from tailor import framing, layout
 from tailor.config import StoreConfig
 from tailor.errors import TailorError
 from tailor.metrics import STAGE_READ
@@ -51,12 +39,9 @@ from tailor.storage import Store
 from . import merge
 from .decode import Points, decode_range
 from .monitor import count_store_retry
-from .plan import ChunkPlan, ReadTask, partitioning, plan
+from .plan import ChunkPlan, ReadTask, plan
 from .publish import publish, write_part
 from .read import read_range
-
-#: ``sample`` tasks decompress every SAMPLE_FRAME_STEP-th frame (at most) of a range.
-SAMPLE_FRAME_STEP = 8
 
 #: Times the scheduler retries a task that raised (storage hiccups); a dead
 #: worker's tasks are rescheduled anyway (``distributed.scheduler.allowed-failures``).
@@ -75,6 +60,7 @@ class Report:
     """What one range's decoder found wrong, for the build summary."""
 
     frames: int
+    points: int  # points in the range's valid payloads (decoded once, whatever their ts)
     corrupt: list[tuple[str, int]]
     invalid: list[tuple[str, int, str]]
 
@@ -86,7 +72,6 @@ class PartResult:
     rows_in: int
     min_ts: int | None
     max_ts: int | None
-    reports: list[Report]  # what the decoder found in the frames this part decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +82,7 @@ class Published:
     corrupt: list[tuple[str, int]]
     invalid: list[tuple[str, int, str]]
     rows_in: int
+    decoded: tuple[int, int]  # (frames, points) the chunk's unit decoded, each range once
 
 
 # -- tasks (module-level: they run on workers) -----------------------------------
@@ -150,45 +136,57 @@ def _range_windows(plans: list[ChunkPlan]) -> dict[ReadTask, tuple[tuple[int, in
     return {t: tuple(sorted(w)) for t, w in wins.items()}
 
 
-#: Concurrent ranged GETs inside one ``build_unit`` task on S3 (hides its latency).
+#: Concurrent ranged GETs inside one ``build_unit`` or map task on S3 (hides its latency).
 UNIT_READERS = 8
 
+#: A byte range to decode and the ts interval ``[lo, hi)`` of the windows that need it.
+RangeItem = tuple[ReadTask, int, int]
 
-def _unit_rows(raw: StoreConfig, smap: ShardMap, plans: list[ChunkPlan], *, readers: int = 0,
-               splitters: merge.SeriesKeys | None = None, p: int = 0
+
+def range_items(plans: list[ChunkPlan]) -> list[RangeItem]:
+    """Every distinct byte range of a unit once, in (key, start) order, with the span of
+    the unit's windows whose plans list it (pure)."""
+    wins = _range_windows(plans)
+    return [(t, w[0][0], w[-1][1])
+            for t, w in sorted(wins.items(), key=lambda kv: (kv[0].key, kv[0].start))]
+
+
+def decode_ranges(raw: StoreConfig, smap: ShardMap, shard: str, items: list[RangeItem], *,
+                  readers: int = 0) -> Iterator[tuple[ReadTask, Points]]:
+    """Fetch, frame-scan (CRC-check) and decode each range of ``items`` once, in order.
+
+    ``readers`` > 1 fetches on that many threads, all ranges at once (every
+    fetched range is held until decoded: for a few small ranges only).
+    """
+    readers = min(readers, len(items))
+    with ThreadPoolExecutor(max(1, readers)) as pool:
+        fetched = (pool.map if readers > 1 else map)(
+            lambda it: read_range(store(raw), it[0]), items)
+        for t, lo, hi in items:
+            with context_meter.meter(STAGE_READ):  # waiting for the GET (threads aren't metered)
+                rr = next(fetched)
+            yield t, decode_range(rr, shard, smap, lo, hi)
+
+
+def _unit_rows(raw: StoreConfig, smap: ShardMap, plans: list[ChunkPlan], *, readers: int = 0
                ) -> tuple[dict[int, tuple[Points, int, int]], dict[ReadTask, Report]]:
     """Read and decode every byte range of a unit once; one sort split by window.
 
-    Returns ``window start → (rows, duplicates, rows in)`` and each range's
-    report.  With ``splitters``, only partition ``p``: frames of orgs outside
-    its span (:func:`merge.org_span`) are never decompressed, and other series
-    are dropped per range, so one decoded range is held at a time beside the
-    partition's points.  ``readers`` > 1 fetches ranges on that many threads,
-    all at once (small units only: every fetched range is held).
+    Returns ``window start → (rows, duplicates, rows in)`` and each range's report.
     """
-    shard = plans[0].shard
-    wins = _range_windows(plans)
-    tasks = list(wins)
-    span = merge.org_span(splitters, p) if splitters is not None else None
     pieces: list[Points] = []
     reports: dict[ReadTask, Report] = {}
-    readers = min(readers, len(tasks))
-    with ThreadPoolExecutor(max(1, readers)) as pool:
-        fetched = (pool.map if readers > 1 else map)(lambda t: read_range(store(raw), t), tasks)
-        for t in tasks:
-            with context_meter.meter(STAGE_READ):  # waiting for the GET (threads aren't metered)
-                rr = next(fetched)
-            if span is not None:  # skip (never decompress) frames of orgs outside the partition
-                org = rr.ints[:, framing.F_ORG]
-                keep = (org >= span[0]) & (org <= span[1])
-                rr = dataclasses.replace(rr, ints=rr.ints[keep], u64s=rr.u64s[keep])
-            pts = decode_range(rr, shard, smap, wins[t][0][0], wins[t][-1][1])
-            reports[t] = t_report(pts)
-            if splitters is not None:
-                pts = merge.select_partition(pts, splitters, p)
-            pieces.append(pts)
+    for t, pts in decode_ranges(raw, smap, plans[0].shard, range_items(plans), readers=readers):
+        reports[t] = t_report(pts)
+        pieces.append(pts)
     edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
     return dict(zip(edges, merge.sort_dedup_windows(pieces, edges), strict=True)), reports
+
+
+def decoded(reports: Iterable[Report]) -> tuple[int, int]:
+    """``(frames, points)`` decoded over ``reports`` (one per distinct range)."""
+    rs = list(reports)
+    return sum(r.frames for r in rs), sum(r.points for r in rs)
 
 
 def t_build_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
@@ -203,12 +201,13 @@ def t_build_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
     """
     readers = UNIT_READERS if store(raw).is_s3 else 0  # local: page cache
     rows, reports = _unit_rows(raw, smap, plans, readers=readers)
+    unit = decoded(reports.values())
     results: list[Published | str] = []
     for cp, attempt in zip(plans, attempts, strict=True):
         try:
-            part = _part(out, cp.shard, cp.start, attempt, 0, *rows.pop(cp.start),
-                         [reports[t] for t in cp.tasks])
-            results.append(t_publish(out, cp, attempt, part))
+            part = _part(out, cp.shard, cp.start, attempt, 0, *rows.pop(cp.start))
+            results.append(t_publish(out, cp, attempt, [part], [reports[t] for t in cp.tasks],
+                                     unit))
         except (TailorError, OSError) as exc:
             results.append(f"{type(exc).__name__}: {exc}")
     return results
@@ -236,91 +235,33 @@ def release_heap() -> None:
 
 
 def t_report(pts: Points) -> Report:
-    return Report(pts.frames, pts.corrupt, pts.invalid)
-
-
-def t_sample(raw: StoreConfig, task: ReadTask, shard: str, smap: ShardMap, start: int,
-             end: int, stride: int) -> merge.SeriesKeys:
-    """Series keys sampled from one byte range: every ``stride``-th point, about.
-
-    Only a stride of the range's frames is decompressed (frames are sampled
-    whole, then their points), so sampling costs a fraction of a decode.
-    """
-    with context_meter.meter(STAGE_READ):
-        rr = read_range(store(raw), task)
-    step = max(1, min(SAMPLE_FRAME_STEP, stride))
-    if step > 1:
-        rr = dataclasses.replace(rr, ints=rr.ints[::step], u64s=rr.u64s[::step],
-                                 corrupt=rr.corrupt[:0])
-    pts = decode_range(rr, shard, smap, start, end)
-    return merge.sample(pts, max(1, stride // step))
-
-
-def t_splitters(parts: int, *samples: merge.SeriesKeys) -> merge.SeriesKeys:
-    return merge.choose_splitters(list(samples), parts)
+    return Report(pts.frames, pts.decoded, pts.corrupt, pts.invalid)
 
 
 def _part(out: StoreConfig, shard: str, start: int, attempt: str, p: int, rows: Points,
-          dups: int, rows_in: int, reports: list[Report]) -> PartResult:
+          dups: int, rows_in: int) -> PartResult:
     """Encode and put part ``p`` (sorted unique ``rows``; none: no file)."""
     n = len(rows)
     f = write_part(store(out), shard, start, attempt, p, rows) if n else PartFile(
         path="", rows=0, row_offset=0, bytes=0, sha256="", min_key=[], max_key=[])
     lo = int(rows.ts.min()) if n else None
     hi = int(rows.ts.max()) if n else None
-    return PartResult(f, dups, rows_in, lo, hi, reports)
+    return PartResult(f, dups, rows_in, lo, hi)
 
 
-def t_part(raw: StoreConfig, out: StoreConfig, smap: ShardMap, plans: list[ChunkPlan],
-           attempts: list[str], p: int, splitters: merge.SeriesKeys | None
-           ) -> list[PartResult]:
-    """Partition ``p`` of a unit: read every range once, keep ``p``'s series, sort, put.
-
-    :func:`_unit_rows` with the partition's splitters (ranges read one at a
-    time: the partition's points plus one decoded range are all it holds);
-    part file ``p`` of each chunk is written (none for a chunk with no rows
-    in ``p``).  ``splitters`` None: the one partition, every point.  Returns
-    one :class:`PartResult` per chunk, in ``plans`` order.
-    """
-    rows, reports = _unit_rows(raw, smap, plans, splitters=splitters, p=p)
-    try:
-        return [_part(out, cp.shard, cp.start, attempt, p, *rows.pop(cp.start),
-                      [reports[t] for t in cp.tasks])
-                for cp, attempt in zip(plans, attempts, strict=True)]
-    finally:
-        del rows
-        release_heap()
-
-
-def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, *parts: PartResult
-              ) -> Published:
+def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, parts: list[PartResult],
+              reports: list[Report], unit_decoded: tuple[int, int]) -> Published:
+    """Publish one chunk from its parts (in partition order) and its ranges' reports."""
     lows = [r.min_ts for r in parts if r.min_ts is not None]
     highs = [r.max_ts for r in parts if r.max_ts is not None]
-    # Parts whose org spans meet decode the same frames: each report once.
-    corrupt = sorted({c for r in parts for rep in r.reports for c in rep.corrupt})
-    invalid = sorted({c for r in parts for rep in r.reports for c in rep.invalid})
+    corrupt = sorted({c for rep in reports for c in rep.corrupt})
+    invalid = sorted({c for rep in reports for c in rep.invalid})
     m = publish(store(out), cplan.shard, cplan.start, cplan.length, attempt,
                 [r.file for r in parts], list(cplan.inputs),
                 min_ts=min(lows) if lows else None, max_ts=max(highs) if highs else None,
                 corrupt=len(corrupt), invalid=len(invalid),
                 duplicates=sum(r.duplicates for r in parts))
-    return Published(m, corrupt, invalid, sum(r.rows_in for r in parts))
-
-
-def t_publish_unit(out: StoreConfig, plans: list[ChunkPlan], attempts: list[str],
-                   *parts: list[PartResult]) -> list[list[Published | str]]:
-    """Publish every chunk of a partitioned unit from its parts' results.
-
-    A chunk whose publish fails yields its error text; its siblings still
-    publish.  Nested like :func:`t_build_units`' result (one unit).
-    """
-    results: list[Published | str] = []
-    for w, (cp, attempt) in enumerate(zip(plans, attempts, strict=True)):
-        try:
-            results.append(t_publish(out, cp, attempt, *[per_part[w] for per_part in parts]))
-        except (TailorError, OSError) as exc:
-            results.append(f"{type(exc).__name__}: {exc}")
-    return [results]
+    return Published(m, corrupt, invalid, sum(r.rows_in for r in parts), unit_decoded)
 
 
 # -- graph -----------------------------------------------------------------------
@@ -383,30 +324,3 @@ def pack(sizes: list[int], target: int) -> list[list[int]]:
             bins.append(cur)
             cur, total = [], 0
     return bins + ([cur] if cur else [])
-
-
-def submit_unit_graph(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
-                      plans: list[ChunkPlan], attempts: list[str], rows_per_partition: int
-                      ) -> Any:
-    """Submit a unit's partitioned graph; returns a future like :func:`submit_units`'.
-
-    ``ceil(points / rows_per_partition)`` partitions over the unit's windows
-    together, so each byte range is decoded once per partition, not once per
-    window and partition.
-    """
-    shard = plans[0].shard
-    # Attempt first: Dask's task prefix (dashboard, Prometheus `task`) is then the stage name.
-    tag = f"{attempts[0]}-{shard}-{layout.stamp(plans[0].start)}"
-
-    def sub(fn: Any, *args: Any, name: str) -> Any:
-        return client.submit(fn, *args, key=f"{name}-{tag}", retries=RETRIES)
-    nparts, stride = partitioning(sum(cp.est_points for cp in plans), rows_per_partition)
-    spl = None
-    if nparts > 1:
-        lo, hi = min(cp.start for cp in plans), max(cp.end for cp in plans)
-        samples = [sub(t_sample, raw, t, shard, smap, lo, hi, stride, name=f"sample-{i}")
-                   for i, t in enumerate(_range_windows(plans))]
-        spl = sub(t_splitters, nparts, *samples, name="splitters")
-    parts = [sub(t_part, raw, out, smap, plans, attempts, p, spl, name=f"part-{p}")
-             for p in range(nparts)]
-    return sub(t_publish_unit, out, plans, attempts, *parts, name="publish")

@@ -1,10 +1,5 @@
-"""Merge stage: range partitioning on the series key, sort, and the winner rule.
+"""Merge stage: sort and the winner rule (partitions come from compute/route.py).
 
-- :func:`sample` / :func:`choose_splitters`: series keys sampled from every
-  range, quantiles as splitters, so partition ``p`` holds the series in
-  ``[splitter[p-1], splitter[p])`` and part files are globally ordered; a
-  series never spans two partitions.
-- :func:`select_partition`: one pass (numba) keeping the points of one partition.
 - :func:`sort_dedup_windows` / :func:`sort_dedup`: series are ranked (hash
   table + lexsort of the distinct series only), then rows are radix-sorted:
   counting passes on ts, then on ``(window, series rank)``; among equal
@@ -24,81 +19,6 @@ from tailor.errors import BuildError
 from tailor.metrics import STAGE_SORT
 
 from .decode import Points, concat, empty_points
-
-SeriesKeys = tuple[np.ndarray, np.ndarray, np.ndarray]  # org u32, metric u64, ctx u64
-
-
-def sample(pts: Points, stride: int) -> SeriesKeys:
-    """Every ``stride``-th point's series key (deterministic)."""
-    s = max(1, stride)
-    return pts.org[::s].copy(), pts.metric[::s].copy(), pts.ctx[::s].copy()
-
-
-def choose_splitters(samples: list[SeriesKeys], parts: int) -> SeriesKeys:
-    """At most ``parts - 1`` distinct, increasing series keys from the samples."""
-    org = np.concatenate([s[0] for s in samples]) if samples else np.empty(0, np.uint32)
-    met = np.concatenate([s[1] for s in samples]) if samples else np.empty(0, np.uint64)
-    ctx = np.concatenate([s[2] for s in samples]) if samples else np.empty(0, np.uint64)
-    if parts <= 1 or len(org) == 0:
-        return org[:0], met[:0], ctx[:0]
-    o = np.lexsort((ctx, met, org))
-    org, met, ctx = org[o], met[o], ctx[o]
-    at = (np.arange(1, parts) * len(org)) // parts
-    so, sm, sc = org[at], met[at], ctx[at]
-    keep = np.ones(len(at), bool)
-    keep[1:] = (so[1:] != so[:-1]) | (sm[1:] != sm[:-1]) | (sc[1:] != sc[:-1])
-    return so[keep], sm[keep], sc[keep]
-
-
-@numba.njit(cache=True, nogil=True)
-def _less(ao, am, ac, bo, bm, bc):  # type: ignore[no-untyped-def]
-    if ao != bo:
-        return ao < bo
-    if am != bm:
-        return am < bm
-    return ac < bc
-
-
-@numba.njit(cache=True, nogil=True)
-def _in_partition(org, met, ctx, so, sm, sc, p):  # type: ignore[no-untyped-def]
-    """Mask of the rows whose series falls in partition ``p`` (number of splitters ≤ key)."""
-    n = org.shape[0]
-    k = so.shape[0]
-    mask = np.empty(n, np.bool_)
-    for i in range(n):
-        lo = 0
-        hi = k
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if _less(org[i], met[i], ctx[i], so[mid], sm[mid], sc[mid]):
-                hi = mid
-            else:
-                lo = mid + 1
-        mask[i] = lo == p
-    return mask
-
-
-def org_span(splitters: SeriesKeys, p: int) -> tuple[int, int]:
-    """Orgs ``[lo, hi]`` (inclusive) whose series can fall in partition ``p`` (pure).
-
-    Partition ``p`` holds the keys in ``[splitter p-1, splitter p)``; org is the
-    leading key, so a payload (one org) outside the span has no row there.
-    ``(1, 0)`` (empty) for a partition past the last splitter's.
-    """
-    so = splitters[0]
-    k = len(so)
-    if p > k:
-        return 1, 0
-    lo = int(so[p - 1]) if p > 0 else 0
-    hi = int(so[p]) if p < k else 2**32 - 1
-    return lo, hi
-
-
-def select_partition(pts: Points, splitters: SeriesKeys, p: int) -> Points:
-    """The rows of ``pts`` whose series belong to partition ``p`` (see :func:`choose_splitters`)."""
-    with context_meter.meter(STAGE_SORT):
-        so, sm, sc = splitters
-        return pts.take(_in_partition(pts.org, pts.metric, pts.ctx, so, sm, sc, p))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -277,7 +197,7 @@ def sort_dedup_windows(pieces: list[Points], edges: Sequence[int]
             return [(empty_points(), 0, 0) for _ in range(nw)]
         if len(pts) >= 2**31:  # the kernels index rows with int32
             raise BuildError("too many points in one merge partition", reason=f"{len(pts)} rows",
-                             fix="lower --rows-per-partition")
+                             fix="lower --memory-budget (or --rows-per-partition)")
         sid, first = _series_ids(pts.org, pts.metric, pts.ctx)
         uo = np.lexsort((pts.ctx[first], pts.metric[first], pts.org[first]))
         rank = np.empty(len(first), np.int32)

@@ -17,7 +17,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from tailor import framing, layout, payload
 from tailor.shards import ShardMap
 
-from . import merge
+from . import merge, route
 from .decode import concat, decode_range
 from .plan import ReadTask
 from .read import scan_owned
@@ -42,7 +42,7 @@ def _raw_object() -> bytes:
 
 
 def warm() -> None:
-    """Run the read, decode, partition and sort kernels once on a tiny object.
+    """Run the read, decode, route (split) and sort kernels once on a tiny object.
 
     Covers both buffer kinds the frame scan sees (read-only bytes from a GET,
     a writable buffer after a second GET).  Blocks for the loads; raises
@@ -55,8 +55,9 @@ def warm() -> None:
     framing.scan(np.frombuffer(bytearray(data), np.uint8), len(data), at_boundary=True)
     pts = decode_range(rr, shard, smap, _T0, _T0 + layout.HOUR)
     merge.sort_dedup_windows([pts, pts], [_T0, _T0 + layout.HOUR])
-    spl = merge.choose_splitters([merge.sample(pts, 1)], 2)
-    merge.sort_dedup([merge.select_partition(concat([pts, pts]), spl, 0)])
+    starts = [_T0, _T0 + layout.HOUR]
+    spl = route.choose_splitters([route.sample(pts, starts, 1)], 2)
+    merge.sort_dedup(route.split(concat([pts, pts]), starts, spl, 2))
 
 
 class WarmKernels(WorkerPlugin):

@@ -216,12 +216,22 @@ def ingest(**kw: Any) -> None:
     sys.exit(run(cfg))
 
 
+#: The smallest --memory-budget (BuildConfig's bound): tests and toy chunks only.
+MIN_MEMORY_BUDGET = 16 * 2**20
+
+
 def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> BuildConfig:
+    budget = parse_bytes(kw["memory_budget"], what="--memory-budget")
+    if budget < MIN_MEMORY_BUDGET:
+        raise ConfigError(f"--memory-budget {kw['memory_budget']!r} is below 16MiB",
+                          fix="give the build data one worker may hold, at least 16MiB; the "
+                              "default 4GiB suits 2 workers on a 24 GiB machine")
     return BuildConfig(
         raw=StoreConfig(url=kw["raw"], s3_endpoint_url=kw["s3_endpoint_url"]),
         out=StoreConfig(url=kw["out"], s3_endpoint_url=kw["s3_endpoint_url"]),
         shards=shards, windows=windows, window_seconds=_windows_length(kw["window_length"]),
         scheduler=kw["scheduler"], range_bytes=parse_bytes(kw["range_bytes"], what="--range-bytes"),
+        memory_budget=budget,
         rows_per_partition=kw["rows_per_partition"],
         shards_file=kw["shards_file"], n_workers=kw["workers"], processes=kw["processes"],
         ready=kw["ready"], grace_s=parse_duration(kw["grace"], what="--grace"),
@@ -248,9 +258,11 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 @s3_option
 @opt("--range-bytes", default="32MiB", show_default=True,
      help="Split raw objects into byte ranges of this size, one read task each.")
-@opt("--rows-per-partition", default=4_000_000, show_default=True, type=click.IntRange(1),
-     help="Points one task sorts at most (bounds a worker's memory); bigger "
-          "chunks are range-partitioned by series.")
+@opt("--memory-budget", default="4GiB", show_default=True,
+     help="Build data one worker may hold (decoded points, sort buffers, exchange "
+          "pieces); partitions per chunk follow from it.")
+@opt("--rows-per-partition", default=None, type=click.IntRange(1),
+     help="Advanced: points per partition, instead of what --memory-budget gives.")
 @shards_option
 @window_length_option
 @config_option

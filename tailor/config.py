@@ -109,7 +109,20 @@ class IngestConfig(Frozen):
         return v
 
 
+#: Default ``--memory-budget``: per worker; two workers take 9 GiB of a 24 GiB, 2-core
+#: machine with the interpreter (compute/budget.py), leaving room for the rest.
+DEFAULT_MEMORY_BUDGET = 4 * 2**30
+
+
 class BuildConfig(Frozen):
+    """``tailor build``.
+
+    ``memory_budget``: bytes of build data one worker may hold (decoded points,
+    sort buffers, exchange pieces); the number of partitions follows from it
+    (compute/budget.py).  ``rows_per_partition``: an advanced override of the
+    points per partition the budget gives.
+    """
+
     raw: StoreConfig
     out: StoreConfig
     shards: list[str]
@@ -117,7 +130,8 @@ class BuildConfig(Frozen):
     window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
     scheduler: str | None = None
     range_bytes: Annotated[int, Field(ge=4096)] = 32 * 2**20
-    rows_per_partition: Annotated[int, Field(ge=1)] = 4_000_000
+    memory_budget: Annotated[int, Field(ge=16 * 2**20)] = DEFAULT_MEMORY_BUDGET
+    rows_per_partition: Annotated[int, Field(ge=1)] | None = None
     shards_file: str | None = None
     n_workers: int | None = None
     #: Local cluster only: worker processes instead of threads of the build process.

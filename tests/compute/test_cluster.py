@@ -1,10 +1,8 @@
 """A real multi-process cluster (`dask scheduler` + two `dask worker`), one worker killed
-mid-build: when a task that needs other tasks' results starts on it (a worker plugin),
-never on a timer."""
+in the middle of the exchange."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +13,6 @@ from typing import Any
 import cloudpickle
 import pytest
 from distributed import Client
-from distributed.diagnostics.plugin import WorkerPlugin
 
 from tailor import services
 from tailor.compute.build import build_chunks
@@ -23,38 +20,11 @@ from tailor.config import BuildConfig, StoreConfig
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
+from . import killer
 from .rawgen import T0, W, expected, mixed_payloads, rows_of, write_object
 from .test_build import SHARD, chunk_table
 
 DASK = str(Path(sys.executable).parent / "dask")
-
-
-class DieMidBuild(WorkerPlugin):
-    """SIGKILLs its worker when a task with dependencies starts executing there while
-    the worker holds results of other tasks: mid-build, with data the build still
-    needs, at a point a timer cannot miss.  Once per cluster: the first worker to
-    create ``marker`` (exclusively) writes its address there and dies."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-        self.worker: Any = None
-
-    def setup(self, worker: Any) -> None:
-        self.worker = worker
-
-    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if finish != "executing" or self.worker is None:
-            return
-        tasks = self.worker.state.tasks
-        if not tasks[key].dependencies or not any(t.state == "memory" for t in tasks.values()):
-            return
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.write(fd, self.worker.address.encode())
-        os.close(fd)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.fixture()
@@ -92,9 +62,12 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, subprocess.Popen[by
         log.close()
 
 
-def test_worker_killed_mid_build_same_output(
+def test_worker_killed_mid_exchange_same_output(
         client: Client, cluster: tuple[str, dict[str, subprocess.Popen[bytes]]],
         tmp_path: Path) -> None:
+    """The worker about to run the first reduce task is SIGKILLed (a scheduler plugin
+    watching transitions): every map has run, the pieces sit on both workers.  Dask
+    recomputes what the dead worker held; the S files are byte-identical."""
     addr, workers = cluster
     raw_cfg = StoreConfig(url=str(tmp_path / "raw"))
     raw = Store(raw_cfg)
@@ -110,18 +83,21 @@ def test_worker_killed_mid_build_same_output(
 
     out_cfg = StoreConfig(url=str(tmp_path / "out"))
     cfg = BuildConfig(raw=raw_cfg, out=out_cfg, scheduler=addr, **kw)  # type: ignore[arg-type]
-    marker = tmp_path / "killed"
-    with Client(addr) as c:
-        c.wait_for_workers(2, timeout=60)
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
-        try:
-            c.register_plugin(DieMidBuild(str(marker)))
-        finally:
-            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-        result = build_chunks(c, cfg, chunks)
-    assert marker.exists(), "no worker started a task with dependencies while holding data"
-    killed = marker.read_text()  # written by the worker just before it killed itself
-    assert killed in workers and workers[killed].wait(30) == -signal.SIGKILL
+    cloudpickle.register_pickle_by_value(killer)
+    try:
+        with Client(addr) as c:
+            c.wait_for_workers(2, timeout=60)
+            c.register_plugin(killer.KillOnFirst("reduce"))
+            result = build_chunks(c, cfg, chunks)
+
+            def seen(dask_scheduler: Any) -> tuple[str | None, int]:
+                p = dask_scheduler.plugins[killer.KillOnFirst.name]
+                return p.killed, p.done_before
+            killed, done_before = c.run_on_scheduler(seen)
+    finally:
+        cloudpickle.unregister_pickle_by_value(killer)
+    assert killed in workers and done_before == 0, (killed, done_before)
+    assert workers[killed].wait(10) == -signal.SIGKILL
     assert [r.ok for r in result] == [True, True], [r.error for r in result]
     smap = ShardMap()
     for w in (T0, T0 + W):

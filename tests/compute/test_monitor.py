@@ -22,15 +22,15 @@ from .rawgen import T0, mixed_payloads, write_object
 
 
 def test_stage_seconds_keeps_tailor_stages_only() -> None:
-    cum = {("execute", "t_build_units", "decode", "seconds"): 1.5,
-           ("execute", "t_part", "decode", "seconds"): 0.5,
-           ("execute", "t_part", "sort", "seconds"): 2.0,
-           ("execute", "t_part", "thread-cpu", "seconds"): 9.0,  # Dask's own label
-           ("execute", "t_part", "sort", "count"): 3.0,
-           ("gather-dep", "t_part", "decompress", "seconds"): 4.0,
+    cum = {("execute", "unit", "decode", "seconds"): 1.5,
+           ("execute", "map", "decode", "seconds"): 0.5,
+           ("execute", "reduce", "sort", "seconds"): 2.0,
+           ("execute", "reduce", "thread-cpu", "seconds"): 9.0,  # Dask's own label
+           ("execute", "reduce", "sort", "count"): 3.0,
+           ("gather-dep", "reduce", "decompress", "seconds"): 4.0,
            "latency": 0.1}
-    assert stage_seconds(cum) == {("decode", "t_build_units"): 1.5, ("decode", "t_part"): 0.5,
-                                  ("sort", "t_part"): 2.0}
+    assert stage_seconds(cum) == {("decode", "unit"): 1.5, ("decode", "map"): 0.5,
+                                  ("sort", "reduce"): 2.0}
 
 
 def _scrape(url: str) -> dict[tuple[str, str], float]:
@@ -42,22 +42,28 @@ def _scrape(url: str) -> dict[tuple[str, str], float]:
 
 
 def test_build_stages_on_scheduler_metrics_endpoint(client: Client, tmp_path: Path) -> None:
+    """A small chunk runs as one ``unit`` task; a bigger one (org-mod-7, several
+    partitions) as map and reduce task groups, each with its own stage timers."""
     raw = StoreConfig(url=str(tmp_path / "raw"))
     write_object(Store(raw), "org-mod-7", mixed_payloads(5))
-    cfg = BuildConfig(raw=raw, out=StoreConfig(url=str(tmp_path / "out")), shards=["org-mod-7"],
-                      windows=[T0])
-    assert all(r.ok for r in build_chunks(client, cfg, [("org-mod-7", T0)]))
+    write_object(Store(raw), "org-mod-8", mixed_payloads(5, n_payloads=3, orgs=(8,)))
+    cfg = BuildConfig(raw=raw, out=StoreConfig(url=str(tmp_path / "out")),
+                      shards=["org-mod-7", "org-mod-8"], windows=[T0], rows_per_partition=300)
+    assert all(r.ok for r in build_chunks(client, cfg, [("org-mod-7", T0), ("org-mod-8", T0)]))
     url = client.dashboard_link.rsplit("/", 1)[0] + "/metrics"
+    want = {("decode", "map"), ("decode", "unit"), ("sort", "reduce"), ("encode", "reduce"),
+            ("write", "reduce")}
     got: dict[tuple[str, str], float] = {}
     for _ in range(100):  # worker metrics reach the scheduler with heartbeats
         got = _scrape(url)
-        if sum(v for (s, _t), v in got.items() if s == "decode") > 0:
+        if all(got.get(k, 0) > 0 for k in want):
             break
         time.sleep(0.1)
-    assert sum(v for (s, _t), v in got.items() if s == "decode") > 0, got
+    assert all(got.get(k, 0) > 0 for k in want), got
     tasks = {t for _s, t in got}  # labelled by task prefix: the graph stage, never a shard
-    assert "unit" in tasks and tasks <= {"plan", "unit", "sample", "splitters", "part",
-                                         "publish"}, got
+    assert tasks <= {"plan", "unit", "map", "sample", "splitters", "split", "piece", "reduce",
+                     "publish"}, got
+    assert not {s for s, t in got if t == "reduce"} & {"read", "zstd", "decode"}, got
     assert {s for s, _t in got} <= {"read", "zstd", "decode", "sort", "encode", "write"}
 
 

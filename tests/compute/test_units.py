@@ -9,8 +9,8 @@ import pytest
 import zstandard
 
 from tailor import framing, payload
-from tailor.compute import graph, merge
-from tailor.compute.decode import Points, decode_range
+from tailor.compute import exchange, graph, merge, route
+from tailor.compute.decode import Points, concat, decode_range
 from tailor.compute.plan import ReadTask, plan_chunk, split_ranges
 from tailor.compute.read import scan_owned
 from tailor.records import ObjectRecord
@@ -129,42 +129,62 @@ def test_sort_dedup_winner_rule_is_order_independent() -> None:
     assert np.array(results[0][4], np.uint64).view(np.float64)[3] == 2.0
 
 
-def test_partitions_keep_series_whole_and_ordered() -> None:
-    rng = np.random.default_rng(1)
-    n = 5000
-    p = Points(rng.integers(0, 3, n).astype(np.uint32),
-               rng.integers(0, 2**64, n, dtype=np.uint64) % np.uint64(40),
-               np.full(n, 2**63, np.uint64), rng.integers(0, 9, n).astype(np.uint32),
-               rng.standard_normal(n), np.zeros(n, np.uint64), np.zeros(n, np.uint32))
-    spl = merge.choose_splitters([merge.sample(p, 7)], 4)
-    pieces = [merge.select_partition(p, spl, i) for i in range(4)]
-    assert sum(len(x) for x in pieces) == n
-    keys = [set(zip(x.org.tolist(), x.metric.tolist(), strict=True)) for x in pieces]
-    for a in range(4):
-        for b in range(a + 1, 4):
-            assert not keys[a] & keys[b]
+def _route_pts(n: int, seed: int, *, series: int, windows: int = 1) -> Points:
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, series, n)
+    return Points((s % 3).astype(np.uint32), s.astype(np.uint64) * np.uint64(2**58 - 1),
+                  np.full(n, 2**63, np.uint64),
+                  rng.integers(T0, T0 + windows * W, n).astype(np.uint32),
+                  rng.standard_normal(n), rng.integers(0, 5, n).astype(np.uint64),
+                  np.zeros(n, np.uint32))
+
+
+def _keys(p: Points, starts: list[int]) -> list[tuple[int, ...]]:
+    w = route.window_of(p.ts, starts)
+    return list(zip(w.tolist(), p.org.tolist(), p.metric.tolist(), p.ctx.tolist(),
+                    p.ts.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("parts", [1, 2, 5, 40])
+def test_split_pieces_are_ordered_key_ranges_with_whole_series(parts: int) -> None:
+    starts = [T0, T0 + W]
+    p = _route_pts(6000, 1, series=60, windows=2)
+    samples = [route.sample(p.slice(0, 3000), starts, 7), route.sample(p.slice(3000, 6000),
+                                                                       starts, 7)]
+    spl = route.choose_splitters(samples, parts)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(spl, route.choose_splitters(samples[::-1], parts),
+                                             strict=True))
+    pieces = route.split(p, starts, spl, parts)
+    assert len(pieces) == parts and sum(len(x) for x in pieces) == len(p)
+    keys = [_keys(x, starts) for x in pieces]
+    assert sorted(k for ks in keys for k in ks) == sorted(_keys(p, starts))
+    series = [{k[:4] for k in ks} for ks in keys]
+    for a in range(parts):
+        for b in range(a + 1, parts):
             if keys[a] and keys[b]:
                 assert max(keys[a]) < min(keys[b])
+            assert not series[a] & series[b]  # every series (of a window) whole in one piece
+    assert parts == 1 or sum(1 for ks in keys if ks) > parts // 2
 
 
-def test_org_span_holds_every_org_of_its_partition() -> None:
-    rng = np.random.default_rng(4)
-    n = 4000
-    p = Points(rng.integers(0, 12, n).astype(np.uint32),
-               rng.integers(0, 2**64, n, dtype=np.uint64) % np.uint64(5),
-               np.zeros(n, np.uint64), np.zeros(n, np.uint32), rng.standard_normal(n),
-               np.zeros(n, np.uint64), np.zeros(n, np.uint32))
-    for parts in (2, 5, 9, 40):
-        spl = merge.choose_splitters([merge.sample(p, 3)], parts)
-        for i in range(parts + 1):
-            lo, hi = merge.org_span(spl, i)
-            rows = merge.select_partition(p, spl, i)
-            assert all(lo <= o <= hi for o in rows.org.tolist())
-        spans = [merge.org_span(spl, i) for i in range(len(spl[0]) + 1)]
-        assert spans[0][0] == 0 and spans[-1][1] == 2**32 - 1  # every org in some span
-        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
-    assert merge.org_span((np.array([3], np.uint32), np.zeros(1, np.uint64),
-                           np.zeros(1, np.uint64)), 2) == (1, 0)
+def test_split_cuts_a_series_longer_than_a_partition_by_ts() -> None:
+    starts = [T0]
+    big = _route_pts(9000, 2, series=1)  # one series: 9000 points
+    small = _route_pts(3000, 3, series=300)
+    small.org[:] = 9  # after the big series in key order
+    p = concat([big, small])
+    spl = route.choose_splitters([route.sample(p, starts, 3)], 6)
+    pieces = route.split(p, starts, spl, 6)
+    keys = [_keys(x, starts) for x in pieces]
+    holding = [i for i, ks in enumerate(keys) if any(k[1] != 9 for k in ks)]
+    assert len(holding) >= 3 and holding == list(range(holding[0], holding[-1] + 1))
+    for a, b in itertools.pairwise(k for k in keys if k):
+        assert max(a) < min(b)
+    assert max(len(x) for x in pieces) < 2 * len(p) // 6
+    small_series = [{k[:4] for k in ks if k[1] == 9} for ks in keys]
+    assert all(not small_series[a] & small_series[b]
+               for a in range(6) for b in range(a + 1, 6))
 
 
 def _windows_oracle(p: Points, edges: list[int]) -> list[tuple[list[tuple[int, ...]], int]]:
@@ -227,5 +247,8 @@ def test_fusable_only_small_single_partition_units() -> None:
 def test_pack_gathers_small_units_biggest_first() -> None:
     assert graph.pack([5, 100, 1, 2, 3, 40, 60], 50) == [[1], [6], [5, 0, 4, 3], [2]]
     assert graph.pack([], 10) == []
+    its = [(ReadTask("k", a, a + n, 10**6), 0, 1) for a, n in ((0, 30), (30, 50), (80, 200),
+                                                              (280, 10), (290, 10))]
+    assert [len(g) for g in exchange.group_ranges(its, 100)] == [2, 1, 2]
     bins = graph.pack(list(range(1, 30)), 20)
     assert sorted(i for b in bins for i in b) == list(range(29))
