@@ -328,3 +328,23 @@ def test_raw_store_check_counts_payloads_once_per_object(small: workload.Prepare
         store.put(layout.quarantine_key("t", 0, off), e.model_dump_json().encode())
     assert raw_store_problems(str(tmp_path), len(small.valid), 2) == []
     assert len(raw_store_problems(str(tmp_path), len(small.valid) + 1, 1)) == 2
+
+
+def test_an_ingest_round_counts_only_when_committed_to_the_acknowledged_end() -> None:
+    from benchmarks.ingestrun import IngestResult
+
+    ends = {("t", 0): 10, ("t", 1): 5}
+
+    def result(committed: dict[tuple[str, int], int], consumed: int = 15,
+               rc: int = 0) -> IngestResult:
+        return IngestResult(records=14, value_bytes=1, seconds=1.0, end_to_end_s=2.0,
+                            exit_code=rc, peak_rss=0, consumed=consumed, total=15,
+                            committed=committed, ends=ends)
+
+    assert result({("t", 0): 10, ("t", 1): 5}).complete
+    # every record consumed (the counters), but one partition's commit is short
+    short = result({("t", 0): 10, ("t", 1): 4})
+    assert not short.complete and "t/1: 4 of 5" in short.problems()[0]
+    assert not result({("t", 0): 10}).complete  # a partition never committed
+    assert "exit code 1" in result(dict(ends), rc=1).problems()
+    assert "consumed only 14" in result(dict(ends), consumed=14).problems()[0]
