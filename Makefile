@@ -17,8 +17,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tailor ingest compute tests benchmarks
 	$(VENV)/bin/mypy
 
+# Two pytest workers: most tests wait on a broker, a store or a flush age, not on
+# the CPU; each worker starts its own broker and S3 server on free loopback ports.
 test: lint  ## ruff, mypy --strict, then the whole pytest suite
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[test,bench]'

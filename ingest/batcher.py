@@ -117,6 +117,7 @@ class PartState:
     # Durable batches not wholly inside the prefix yet: (last offset, max intake_ns).
     durable_above: list[tuple[int, int]] = field(default_factory=list)
     fetched: int | None = None  # after the last record fetched (classified or not)
+    start: int | None = None  # offset of the first record fetched since assignment
 
     def settled(self) -> bool:
         """Every record fetched since assignment is durable and committed (or
@@ -153,7 +154,7 @@ class Batch:
     kind: str  # OBJECT or QUARANTINE
     key: str  # shard name, or "topic/partition" for quarantine
     created: float  # the ``now`` of its first item
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes | bytearray] = field(default_factory=list)  # joined once when written
     nbytes: int = 0
     payloads: int = 0
     points: int = 0
@@ -202,11 +203,15 @@ class Batcher:
         for topic, part in tps:
             self.parts[(topic, part)] = PartState(topic, part)
 
-    def fetched(self, tp: TP, next_offset: int) -> None:
-        """Records of ``tp`` below ``next_offset`` were fetched (they are added
-        once classified); ignored when ``tp`` is not assigned."""
+    def fetched(self, tp: TP, first: int, next_offset: int) -> None:
+        """Records of ``tp`` from ``first`` to below ``next_offset`` were
+        fetched (they are added once classified); ignored when ``tp`` is not
+        assigned.  The first fetch after assignment starts at the group's
+        committed offset, so committing it again is skipped (:meth:`committable`)."""
         part = self.parts.get(tp)
         if part is not None:
+            if part.start is None:
+                part.start = first
             part.fetched = max(part.fetched or 0, next_offset)
 
     def revoke(self, tps: list[TP]) -> None:
@@ -371,11 +376,13 @@ class Batcher:
         b.chunks = []
 
     def committable(self) -> dict[TP, int]:
-        """Per assigned partition, the offset to commit if it moved forward."""
+        """Per assigned partition, the offset to commit if it moved forward
+        (past this member's last commit, or past where it started fetching)."""
         out = {}
         for tp, part in self.parts.items():
             c = part.committable()
-            if c is not None and (part.committed is None or c > part.committed):
+            done = part.committed if part.committed is not None else part.start
+            if c is not None and (done is None or c > done):
                 out[tp] = c
         return out
 

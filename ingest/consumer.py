@@ -7,15 +7,19 @@ One :class:`Ingester` runs one asyncio loop (:meth:`Ingester.run`):
   classified while the next ones are fetched) → :class:`batcher.Batcher`, in
   fetch order, under a lock shared with the rebalance listener.
 - Sealed batches are written by :class:`writer.Writer` in worker threads, at
-  most ``upload_concurrency`` at once.  A failed write is retried later with
-  backoff (the same keys); it never crashes the loop and never lets offsets
-  advance past its records.
+  most ``upload_concurrency`` at once.  A failed write (any exception: a
+  store error, a missing bucket, a bug) is counted
+  (``tailor_store_write_failures_total{reason}``) and retried with capped,
+  jittered exponential backoff (the same keys) for as long as it fails; it
+  never crashes the loop and never lets offsets advance past its records
+  (``tailor_ingest_oldest_unflushed_seconds`` shows how long data has waited).
 - After writes become durable the committable offsets are committed, then a
   :class:`tailor.records.Watermark` is written per committed partition; every
   ``watermark_interval_s`` the watermark of every assigned partition is
   written again, so a quiet one stays fresh (:mod:`tailor.ingest.watermarks`).
-- Backpressure: at ``memory_limit`` buffered bytes the biggest batches are
-  sealed and every assigned partition is paused until below 3/4 of it.
+- Backpressure: at ``memory_limit`` bytes (buffered batches plus the fetches
+  being classified) the biggest batches are sealed and every assigned
+  partition is paused until below 3/4 of it.
 - Revocation flushes whatever holds the revoked partitions, waits until it is
   durable (bounded by ``shutdown_deadline_s``), commits, then forgets them.
   Records fetched before a rebalance are dropped after it (Kafka delivers
@@ -86,6 +90,9 @@ class Ingester:
         # Fetches are classified in parallel and added in fetch order.
         self.cpool = ThreadPoolExecutor(CLASSIFY_THREADS, "tailor-classify")
         self.classifying: list[tuple[int, asyncio.Future[list[Item]]]] = []  # (epoch, items)
+        # Bytes of the fetches being classified (counted against memory_limit too).
+        self.ahead_bytes = 0
+        self._ahead: dict[int, int] = {}  # id(future) → its fetch's key + value bytes
         self.lock = asyncio.Lock()
         self.sem = asyncio.Semaphore(cfg.upload_concurrency)
         self.inflight: dict[int, asyncio.Task[None]] = {}
@@ -105,8 +112,8 @@ class Ingester:
             bootstrap_servers=cfg.brokers, group_id=cfg.group, enable_auto_commit=False,
             auto_offset_reset="earliest", metadata_max_age_ms=int(cfg.metadata_max_age_s * 1000),
             client_id=f"tailor-ingest-{socket.gethostname()}-{os.getpid()}",
-            fetch_max_bytes=max(1 << 20, min(64 << 20, cfg.memory_limit // 8)),
-            max_partition_fetch_bytes=max(1 << 18, min(8 << 20, cfg.memory_limit // 64)),
+            fetch_max_bytes=fetch_bytes(cfg.memory_limit),
+            max_partition_fetch_bytes=max(1 << 18, min(8 << 20, cfg.memory_limit // 128)),
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -166,11 +173,15 @@ class Ingester:
                 self.last_activity = now
                 for tp, recs in data.items():
                     if recs:
-                        self.batcher.fetched((tp.topic, tp.partition), recs[-1].offset + 1)
+                        self.batcher.fetched((tp.topic, tp.partition), recs[0].offset,
+                                             recs[-1].offset + 1)
                 fetch = [((tp.topic, tp.partition), recs) for tp, recs in data.items()]
                 # Records are of the current assignment: remember its epoch.
-                self.classifying.append((self.epoch, asyncio.get_running_loop().run_in_executor(
-                    self.cpool, self.classifier.classify, fetch)))
+                fut = asyncio.get_running_loop().run_in_executor(
+                    self.cpool, self.classifier.classify, fetch)
+                self.classifying.append((self.epoch, fut))
+                self._ahead[id(fut)] = n = _record_bytes(fetch)
+                self.ahead_bytes += n
             elif busy:
                 await asyncio.wait([self.classifying[0][1]])
             await self._take_classified()
@@ -185,9 +196,10 @@ class Ingester:
                 self._log_summary()
                 next_log = now + self.cfg.log_every_s
             # Idle = nothing fetched for idle_s *and* caught up: a slow broker or a
-            # rebalance pause with records still behind the high water is not idle.
+            # rebalance pause with records still behind the high water is not idle,
+            # nor is a backpressure pause (its high-water marks are not refreshed).
             if (idle_s is not None and now - self.last_activity >= idle_s and self.lag() == 0
-                    and not self.classifying):
+                    and not self.classifying and not self.paused):
                 log.info("nothing new for %.1f s and caught up: stopping", idle_s)
                 return
         while self.classifying:  # stopping: keep what was fetched
@@ -198,6 +210,7 @@ class Ingester:
         """Add the items of every finished classification at the head, in order."""
         while self.classifying and self.classifying[0][1].done():
             epoch, fut = self.classifying.pop(0)
+            self.ahead_bytes -= self._ahead.pop(id(fut), 0)
             items = fut.result()
             async with self.lock:
                 # A rebalance since the fetch reset positions to the committed
@@ -276,20 +289,24 @@ class Ingester:
         metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
 
     def _backpressure(self) -> None:
+        """Pause fetching while buffered batches plus the fetches being classified
+        hold ``memory_limit`` bytes; resume below 3/4 of it."""
         limit = self.cfg.memory_limit
-        if self.batcher.buffered_bytes >= limit:
+        held = self.batcher.buffered_bytes + self.ahead_bytes
+        if held >= limit:
             self._schedule(self.batcher.seal_biggest(limit // 4))
             if not self.paused:
                 metrics.PAUSES.inc()
                 self.wm.pause_began()
-                log.warning("buffered %d bytes >= memory limit %d: pausing fetch",
-                            self.batcher.buffered_bytes, limit)
+                log.warning("buffered %d bytes (+%d being classified) >= memory limit %d: "
+                            "pausing fetch", self.batcher.buffered_bytes, self.ahead_bytes, limit)
             self.paused = True
-        elif self.paused and self.batcher.buffered_bytes < limit * 3 // 4:
+        elif self.paused and held < limit * 3 // 4:
             self.paused = False
             self.wm.resumed(time.time_ns())
+            self.last_activity = time.monotonic()  # not idle before fresh fetches
             self.consumer.resume(*self.consumer.assignment())
-            log.info("buffered %d bytes: resuming fetch", self.batcher.buffered_bytes)
+            log.info("buffered %d bytes: resuming fetch", held)
         if self.paused:  # new assignments start unpaused: pause them too
             self.consumer.pause(*self.consumer.assignment())
 
@@ -487,6 +504,17 @@ class Ingester:
                  s["write_failures"], self.batcher.buffered_bytes, len(self.batcher.open),
                  len(self.batcher.sealed), len(self.consumer.assignment()), self.lag(),
                  " paused" if self.paused else "")
+
+
+def fetch_bytes(memory_limit: int) -> int:
+    """Bytes one fetch may return: small against the bound, since a fetch is held
+    up to about four times over while it is classified (records, their values
+    joined, their frames, each shard's part of those)."""
+    return max(1 << 20, min(64 << 20, memory_limit // 32))
+
+
+def _record_bytes(fetch: list[tuple[TP, Any]]) -> int:
+    return sum(len(r.value or b"") + len(r.key or b"") for _, recs in fetch for r in recs)
 
 
 def _fmt(tps: Iterable[TP]) -> str:

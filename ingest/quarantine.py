@@ -21,7 +21,7 @@ from tailor.records import QuarantineEntry
 from tailor.storage import Store
 
 
-def entries(b: Batch) -> list[tuple[str, bytes]]:
+def entries(b: Batch) -> list[tuple[str, bytes | bytearray]]:
     """``(key, entry JSON)`` of every record of the sealed quarantine batch ``b``."""
     assert b.kind == QUARANTINE and len(b.ranges) == 1
     ((topic, partition),) = b.ranges

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import Any
@@ -60,6 +61,24 @@ def _volume(b: Batch) -> dict[str, Any]:
             "org_bytes": [nbytes.get(o, 0) for o in orgs], "org_hours": v.triples()}
 
 
+def contiguous(b: Batch) -> bytes | bytearray:
+    """The bytes of the sealed batch ``b`` in one buffer, which then replaces its
+    chunks (so a retry finds it joined).  Each chunk is dropped once copied:
+    the batch is never held twice over, even while it is being joined."""
+    if len(b.chunks) == 1:
+        return b.chunks[0]
+    # Grown chunk by chunk (realloc moves big blocks by remapping, not copying):
+    # bytearray(n) would touch all n bytes while every chunk is still alive.
+    buf = bytearray()
+    chunks = b.chunks[::-1]
+    b.chunks = []
+    while chunks:
+        buf += chunks.pop()
+    assert len(buf) == b.nbytes, (len(buf), b.nbytes)
+    b.chunks = [buf]
+    return buf
+
+
 def probe(store: Store) -> None:
     """Check that ``store`` takes writes: put a small object under ``_probe/``, delete it.
 
@@ -85,18 +104,27 @@ def probe(store: Store) -> None:
 
 
 class Writer:
-    """Writes sealed batches to the raw store.  Thread-safe; every call blocks."""
+    """Writes sealed batches to the raw store.  Thread-safe; every call blocks.
+
+    Memory: a batch's bytes are joined once into one buffer that replaces its
+    chunks (:func:`contiguous`), so a write, and every retry, holds one copy
+    of them, not two.  Multipart parts are copied by the S3 client, so parts
+    in flight are shared out among all writes (``concurrency`` tokens, each
+    write one at least): at most ``concurrency * part_size`` bytes of part
+    copies exist at any time, however many batches are being written.
+    """
 
     def __init__(self, store: Store, *, part_size: int, concurrency: int) -> None:
         self.store = store
         self.part_size = part_size
         self.concurrency = concurrency
+        self._parts = threading.BoundedSemaphore(concurrency)
 
     def write(self, b: Batch) -> str:
         """Make ``b`` durable; return the key of its object (or quarantine object).
 
         Blocks for the uploads (multipart above ``part_size``, up to
-        ``concurrency`` parts at once).  Raises
+        ``concurrency`` parts at once over all writes).  Raises
         :class:`tailor.errors.StorageError` with the failing key when the
         store keeps failing; nothing may be committed then, and calling again
         is safe.
@@ -104,7 +132,17 @@ class Writer:
         if b.kind != OBJECT:
             return quarantine.write(self.store, b, concurrency=self.concurrency)
         key = layout.object_key(b.key, b.batch_id)
-        self.store.put(key, b.data(), part_size=self.part_size, concurrency=self.concurrency)
+        data = contiguous(b)
+        want = min(self.concurrency, -(-len(data) // self.part_size))
+        self._parts.acquire()
+        held = 1
+        try:
+            while held < want and self._parts.acquire(blocking=False):
+                held += 1
+            self.store.put(key, data, part_size=self.part_size, concurrency=held)
+        finally:
+            for _ in range(held):
+                self._parts.release()
         rec = object_record(b, time.time_ns()).dumps()
         for index_key in layout.index_keys(b.key, b.hours, b.batch_id):
             self.store.put(index_key, rec)

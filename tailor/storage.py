@@ -118,7 +118,7 @@ def _makedirs_durable(path: str) -> None:
         fsync_dir(os.path.dirname(d))
 
 
-def _write_tmp(path: str, data: bytes) -> str:
+def _write_tmp(path: str, data: bytes | bytearray) -> str:
     """Write ``data`` to a new temporary file beside ``path``, fsynced; return its path.
 
     Creates (durably) the directories it needs.
@@ -230,7 +230,7 @@ class Store:
         return f"create the directory {self.root} (or correct the store path)"
 
     # -- writes ---------------------------------------------------------------
-    def put(self, key: str, data: bytes, *, part_size: int = 5 * 2**20,
+    def put(self, key: str, data: bytes | bytearray, *, part_size: int = 5 * 2**20,
             concurrency: int = 8) -> None:
         """Write ``data`` at ``key`` atomically (readers see all of it or none).
 

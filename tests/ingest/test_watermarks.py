@@ -36,6 +36,7 @@ from .helpers import (
     wait_exit,
     wait_until,
 )
+from .test_batcher import invalid
 
 Procs = list[subprocess.Popen[bytes]]
 S = 10**9
@@ -84,8 +85,14 @@ def test_heartbeat_due_and_settled_partitions() -> None:
     b.assign([("t", 0)])
     part = b.parts[("t", 0)]
     assert part.settled()  # nothing fetched since assignment
-    b.fetched(("t", 0), 1)
+    b.fetched(("t", 0), 0, 1)
     assert not part.settled()  # fetched, not classified yet
+    b.add(invalid("t", 0, 0), now=0.0)
+    assert b.committable() == {}  # where fetching started: already committed
+    b.done(b.seal_all()[0])
+    assert b.committable() == {("t", 0): 1}
+    b.mark_committed(("t", 0), 1)
+    assert part.settled()
 
 
 def _topic(bootstrap: str, partitions: int) -> str:
