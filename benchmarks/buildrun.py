@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="start the workers with Dask's malloc settings, not Tailor's")
     ap.add_argument("--rows-per-partition", type=int, default=None,
                     help="tailor build --rows-per-partition (default: the build's)")
+    ap.add_argument("--processes", action="store_true",
+                    help="workers as processes (tailor build --processes); default: threads of "
+                         "this process, as tailor build's default")
     ap.add_argument("--profile", default=None,
                     help="py-spy the timed build's processes into PREFIX-<role>-<pid>.txt")
     a = ap.parse_args(argv)
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with RssSampler({os.getpid(): "scheduler+client"}) as mem:
         t0 = time.perf_counter()
         cluster = local_cluster(a.workers, threads_per_worker=a.threads,
-                                dashboard_address=None,
+                                dashboard_address=None, processes=a.processes,
                                 **({"malloc": {}} if a.dask_malloc else {}))
         client = Client(cluster)  # type: ignore[no-untyped-call]
         res["cluster_start_s"] = time.perf_counter() - t0
@@ -104,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             if a.profile:
                 from benchmarks.profile import attach
 
-                pids = {"worker": list(client.run(os.getpid).values()),
-                        "scheduler": [os.getpid()]}
+                workers = sorted(set(client.run(os.getpid).values()))
+                # thread workers live in this process: one recorder for it all
+                pids = ({"worker": workers, "scheduler": [os.getpid()]}
+                        if os.getpid() not in workers else {"worker": workers})
                 for role, ps in pids.items():
                     for pid in ps:
                         path = f"{a.profile}-{role}-{pid}.txt"
@@ -146,7 +151,8 @@ class BuildRun:
 
 def spawn(raw: str, out: str, windows: list[int], warmup_raw: str | None, work: Path, *,
           workers: int = 2, profile: str | None = None, rows_per_partition: int | None = None,
-          dask_malloc: bool = False, env: Mapping[str, str] | None = None) -> BuildRun:
+          dask_malloc: bool = False, processes: bool = False,
+          env: Mapping[str, str] | None = None) -> BuildRun:
     """Run this module in a process of its own; a failed process is exit code != 0."""
     from benchmarks.procs import REPO, clean_env
 
@@ -163,6 +169,8 @@ def spawn(raw: str, out: str, windows: list[int], warmup_raw: str | None, work: 
         cmd += ["--rows-per-partition", str(rows_per_partition)]
     if dask_malloc:
         cmd += ["--dask-malloc"]
+    if processes:
+        cmd += ["--processes"]
     with open(work / "build.log", "ab") as logf:
         proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=3600,
                               cwd=str(REPO), check=False, env=dict(env or clean_env()))

@@ -12,7 +12,16 @@ from typing import Any
 
 from benchmarks import accounting as acc
 from benchmarks import peers, targets
-from benchmarks.names import BARE, BARE_VALID, FIRST_RUN, IN_PROCESS, INGEST, SCHEDULER, WARM
+from benchmarks.names import (
+    BARE,
+    BARE_VALID,
+    COLD,
+    FIRST_RUN,
+    IN_PROCESS,
+    INGEST,
+    SCHEDULER,
+    WARM,
+)
 from benchmarks.results import Profile, Results, Section, System
 from benchmarks.stats import Runs, fmt_ratio, mib, ratio
 
@@ -89,6 +98,9 @@ def build_ratios(sec: Section) -> list[str]:
                            acc.speedup(sec, SCHEDULER), targets.BUILD_SCHEDULER))
     out.append(_ratio_line("first run after install vs the best peer",
                            acc.speedup(sec, FIRST_RUN)))
+    if sec.get(COLD) is not None:
+        out.append(_ratio_line("empty numba cache / warm CLI", acc.slowdown(sec, COLD, WARM),
+                               show_over=False))
     spark = sec.get("spark")
     if spark is not None:
         out.append(_ratio_line("warm CLI vs PySpark", acc.speedup(sec, WARM, spark),
@@ -205,8 +217,9 @@ def size(s: dict[str, Any]) -> list[str]:
 def memory(res: Results) -> list[str]:
     out = ["", "## Memory", "",
            "Peak RSS per process (psutil, sampled every 50 ms), median over runs (min–max).  "
-           "`tailor build`: the CLI process of the warm line (LocalCluster scheduler and "
-           "client); worker: its largest Dask worker process; a peer: the largest process of "
+           "`tailor build`: the CLI process of the warm line (scheduler, client and, with "
+           "the CLI's default thread workers, the workers); worker: a Dask worker process "
+           "(the memory builds, and the CLI's with `--processes`); a peer: the largest process of "
            "its tree (the JVM for PySpark); scheduler+client / worker with "
            "`--rows-per-partition`: the in-process memory builds.", "",
            "| points | process | peak RSS |", "|---|---|---|"]
@@ -315,18 +328,27 @@ def render(res: Results) -> str:
                 "decoded points (the peers; decoding not counted) to the per-shard/window "
                 "sorted, deduplicated Parquet output; median of the counted runs (min–max).  "
                 "Systems run round by round, the order rotating each round.  "
-                f"Tailor lines: *{FIRST_RUN}* has an empty numba cache "
-                "(`NUMBA_CACHE_DIR` a fresh directory), *{WARM}* the cache that round 1's first "
-                f"run filled, *{SCHEDULER}* runs `tailor build --scheduler` against a "
-                "`dask scheduler` and `dask worker` the harness started before round 1.  "
-                "Each line's own LocalCluster (2 worker processes × 1 thread) starts inside its "
-                "time; the peers run on 2 threads.  "
+                f"Tailor lines: *{FIRST_RUN}*: a fresh empty numba cache (`NUMBA_CACHE_DIR`) "
+                "filled by `tailor compile-kernels` as `make` does at install (not timed; "
+                "\"install\" below), then the timed build; "
+                f"*{COLD}*: a fresh empty cache, as a bare `pip install` leaves it (numba "
+                "compiles inside the build); "
+                f"*{WARM}*: the cache round 1's install step filled; "
+                f"*{SCHEDULER}*: `tailor build --scheduler` against a `dask scheduler` and "
+                "`dask worker` the harness started before round 1.  The CLI lines run with "
+                "the CLI's defaults (its own LocalCluster, started inside their time); the "
+                "peers run on 2 threads.  "
                 "Start-up: for a Tailor line, the same command on one chunk of an empty raw "
                 "store (its fixed cost); for a peer, wall less its own clock after imports and "
                 "session start.  \"published in\": the CLI's own figure (cluster start "
-                "included, interpreter start and exit not).".replace("{WARM}", WARM), ""]
+                "included, interpreter start and exit not).", ""]
         out += build_table(sec)
         out += [f"- {n}" for n in sec.notes]
+        first = sec.get(FIRST_RUN)
+        inst = acc.figure(first, "install_s") if first is not None else Runs()
+        if inst.n:
+            out.append(f"- install step (`tailor compile-kernels` into an empty cache, not "
+                       f"timed in any line): {inst.fmt()}")
         out += ["", *build_ratios(sec)]
         out += ["", "### Peers: how each is written, and its pitfalls", ""]
         out += [f"- **{e}**: {text}" for e, text in peers.PITFALLS.items()

@@ -314,13 +314,37 @@ def test_results_round_trip_and_render_command(tmp_path: Path) -> None:
     assert "| 1× | worker | 1024 MiB" in md
 
 
-def test_raw_store_check_counts_payloads_once_per_object(tmp_path: Path) -> None:
-    idx = tmp_path / "index" / "org-mod-1"
-    for hour in ("2026-01-01T00", "2026-01-01T01"):  # one object, indexed under two hours
-        (idx / hour).mkdir(parents=True)
-        (idx / hour / "b.json").write_text(json.dumps({"key": "objects/b", "payloads": 3}))
-    q = tmp_path / "quarantine" / "t" / "0"
-    q.mkdir(parents=True)
-    (q / "x.jsonl").write_text('{"a": 1}\n{"a": 2}\n')
-    assert raw_store_problems(str(tmp_path), 3, 2) == []
-    assert len(raw_store_problems(str(tmp_path), 4, 1)) == 2
+def test_raw_store_check_counts_payloads_once_per_object(small: workload.Prepared,
+                                                        tmp_path: Path) -> None:
+    """Objects indexed under several hours count once; quarantine entries are read back."""
+    from tailor.records import QuarantineEntry
+
+    store = Store(StoreConfig(url=str(tmp_path)))
+    dataset.write_raw_objects(small.valid, store, ShardMap(), max_object_bytes=1 << 14)
+    assert len(store.list("index")) > len(store.list("objects"))  # several hours per object
+    for off in range(2):
+        e = QuarantineEntry(topic="t", partition=0, offset=off, reason="bad_key", detail="",
+                            key_b64=None, value_b64=None)
+        store.put(layout.quarantine_key("t", 0, off), e.model_dump_json().encode())
+    assert raw_store_problems(str(tmp_path), len(small.valid), 2) == []
+    assert len(raw_store_problems(str(tmp_path), len(small.valid) + 1, 1)) == 2
+
+
+def test_an_ingest_round_counts_only_when_committed_to_the_acknowledged_end() -> None:
+    from benchmarks.ingestrun import IngestResult
+
+    ends = {("t", 0): 10, ("t", 1): 5}
+
+    def result(committed: dict[tuple[str, int], int], consumed: int = 15,
+               rc: int = 0) -> IngestResult:
+        return IngestResult(records=14, value_bytes=1, seconds=1.0, end_to_end_s=2.0,
+                            exit_code=rc, peak_rss=0, consumed=consumed, total=15,
+                            committed=committed, ends=ends)
+
+    assert result({("t", 0): 10, ("t", 1): 5}).complete
+    # every record consumed (the counters), but one partition's commit is short
+    short = result({("t", 0): 10, ("t", 1): 4})
+    assert not short.complete and "t/1: 4 of 5" in short.problems()[0]
+    assert not result({("t", 0): 10}).complete  # a partition never committed
+    assert "exit code 1" in result(dict(ends), rc=1).problems()
+    assert "consumed only 14" in result(dict(ends), consumed=14).problems()[0]

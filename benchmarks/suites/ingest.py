@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import time
 import uuid
@@ -32,15 +31,19 @@ from benchmarks.workload import PARTITIONS, TOPICS, Prepared, log
 
 def raw_store_problems(raw_dir: str, valid: int, invalid: int) -> list[str]:
     """What a complete ingest's raw store lacks: every valid payload in an object
-    (counted once per object over its index records), every invalid one quarantined."""
-    root = Path(raw_dir)
+    (counted once per object over its index records), every invalid one in the
+    quarantine (read with the product's own readers, whatever their layout)."""
+    from tailor.config import StoreConfig
+    from tailor.ingest import quarantine
+    from tailor.records import ObjectRecord
+    from tailor.storage import Store
+
+    store = Store(StoreConfig(url=raw_dir))
     per_object: dict[str, int] = {}
-    for f in (root / "index").rglob("*.json") if (root / "index").exists() else []:
-        rec = json.loads(f.read_text())
-        per_object[rec["key"]] = int(rec["payloads"])
-    quarantined = sum(sum(1 for line in f.read_text().splitlines() if line.strip())
-                      for f in (root / "quarantine").rglob("*.jsonl")) \
-        if (root / "quarantine").exists() else 0
+    for key in store.list("index"):
+        rec = ObjectRecord.model_validate_json(store.get(key))
+        per_object[rec.key] = rec.payloads
+    quarantined = sum(len(quarantine.read(store, k)) for k in store.list("quarantine"))
     out = []
     if sum(per_object.values()) != valid:
         out.append(f"raw store holds {sum(per_object.values()):,} payloads, "
