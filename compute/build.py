@@ -244,6 +244,18 @@ def _mallopt(settings: dict[str, str]) -> None:
         return
 
 
+#: Workers of Tailor's own cluster never pause.  Dask pauses a worker past 80 %
+#: of its memory limit until its process memory drops; memory that is not
+#: spillable (the interpreter, Arrow pools, heap fragments; in-process workers all
+#: measure one process) never drops, so every worker stayed paused and the build
+#: hung (seen: a 2M-point one-org build at --memory-budget 16MiB, both workers
+#: paused at 82 % for good).  Partitions are sized to the budget instead; task
+#: results still spill to disk past 70 %, and a worker process past 95 % is
+#: restarted by its nanny and its tasks retried, which ends in a failed chunk
+#: with its reason, never in a wait.
+NO_PAUSE: Final = {"distributed.worker.memory.pause": False}
+
+
 def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
                   dashboard_address: str | None = "127.0.0.1:0",
                   malloc: dict[str, str] = WORKER_MALLOC, processes: bool = True,
@@ -265,11 +277,12 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
         # In-process workers use the inproc transport, whose address names the
         # host's IP; the dashboard itself listens on loopback, so the link must too.
         dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"})
-        return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                               processes=False, dashboard_address=dashboard_address,
-                               memory_limit=memory_limit)
+        with dask.config.set(NO_PAUSE):
+            return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                   processes=False, dashboard_address=dashboard_address,
+                                   memory_limit=memory_limit)
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **malloc}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env, **NO_PAUSE}):
         return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                                processes=True, host="127.0.0.1",
                                dashboard_address=dashboard_address, memory_limit=memory_limit)

@@ -205,3 +205,32 @@ def test_unit_fused_or_graphed_same_chunks(client: Client, tmp_path: Path,
                               [i.key for i in m.inputs])
         assert read_manifest(Store(out_cfg), SHARD, T0) is None
     assert all(got[(True, w)] == got[(False, w)] for w in wins), got
+
+
+def test_workers_over_their_memory_limit_finish_instead_of_pausing(tmp_path: Path) -> None:
+    """In-process workers all measure this one process.  Past 80 % of the limit Dask
+    paused them until memory dropped, which unspillable memory never does: the build
+    hung for good.  Here every worker starts above 80 % of its limit and must finish."""
+    import threading
+
+    import psutil
+
+    from tailor.compute.build import local_cluster
+
+    raw = StoreConfig(url=str(tmp_path / "raw"))
+    gens = mixed_payloads(11)
+    write_object(Store(raw), SHARD, gens)
+    cfg = BuildConfig(raw=raw, out=StoreConfig(url=str(tmp_path / "out")), shards=[SHARD],
+                      windows=[T0])
+    limit = psutil.Process().memory_info().rss  # already at 100 %
+    done: list[bool] = []
+    with local_cluster(2, processes=False, memory_limit=limit) as cluster, \
+            Client(cluster) as c:
+        t = threading.Thread(target=lambda: done.extend(
+            r.ok for r in build_chunks(c, cfg, [(SHARD, T0)])), daemon=True)
+        t.start()
+        t.join(120)
+        paused = [w.status.name for w in cluster.workers.values()]
+    assert done == [True], f"build did not finish; workers: {paused}"
+    _m, table = chunk_table(Store(cfg.out), SHARD, T0)
+    assert rows_of(table) == expected(gens, SHARD, ShardMap(), T0)
