@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,14 @@ def raw_store(s3: services.S3Server, bucket: str) -> StoreConfig:
 @pytest.fixture()
 def out_store(s3: services.S3Server, bucket: str) -> StoreConfig:
     return StoreConfig(url=f"s3://{bucket}/out", s3_endpoint_url=s3.endpoint_url)
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """A small in-process Dask cluster (one worker, two threads) shared by a module."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster) as client:
+        yield client

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,3 +267,8 @@ def wait_until(cond: object, timeout: float, what: str, step: float = 0.25) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(step)
+
+
+def new_group() -> str:
+    """A fresh consumer group id."""
+    return f"g-{uuid.uuid4().hex[:8]}"

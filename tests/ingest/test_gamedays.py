@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from .helpers import (
     committed_offsets,
     end_offsets,
     ingest_cmd,
+    new_group,
     points,
     produce,
     read_log,
@@ -48,19 +48,6 @@ Procs = list[subprocess.Popen[bytes]]
 #: and 25 s alike (no rebalance, same outcome), so the longer cut adds only time.
 CUT_S = 12.0
 
-
-@pytest.fixture(scope="module")
-def dask_client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
-            Client(cluster) as client:
-        yield client
-
-
-def _group() -> str:
-    return f"gd-{uuid.uuid4().hex[:8]}"
 
 
 def _all_committed(bootstrap: str, group: str, produced: dict[Any, Rec]) -> bool:
@@ -82,7 +69,7 @@ def test_g1_broker_unreachable_mid_ingest(
         st = gameday.stream(topics, tmp_path, points=3000, seed=21)
         half = len(st.recs) // 2
         produced = produce(bs, st.recs[:half])
-        group, log = _group(), str(tmp_path / "ing.log")
+        group, log = new_group(), str(tmp_path / "ing.log")
         proc = start(ingest_cmd(bs, ",".join(topics), group, raw_store,
                                 "--flush-payloads", "15", "--watermark-interval", "1s",
                                 "--shards", st.shards_file),
@@ -114,7 +101,7 @@ def test_g2_ingester_sigkilled_three_times(
         s3: services.S3Server, tmp_path: Path, procs: Procs, dask_client: Any) -> None:
     st = gameday.stream(topics, tmp_path, points=3000, seed=22)
     produced = produce(broker.bootstrap, st.recs)
-    group = _group()
+    group = new_group()
     killed_after: list[str] = []
     # A little store latency, so that objects, index records, quarantine and
     # watermark writes of one run are spread out in time.  Run k is killed
@@ -165,7 +152,7 @@ def test_g3_every_invalid_kind_a_5000_digit_key_and_zstd_bombs(
     st.add_valid(Rec(topics[1], 2, str(org).encode(), pl.encode(org, 2**64 - 1, pts), None),
                  org, 2**64 - 1, pts)
     produced = produce(broker.bootstrap, st.recs)
-    group, log = _group(), str(tmp_path / "ing.log")
+    group, log = new_group(), str(tmp_path / "ing.log")
     proc = start(ingest_cmd(broker.bootstrap, ",".join(topics), group, raw_store,
                             "--exit-when-idle", "4s", "--flush-payloads", "40",
                             "--shards", st.shards_file), log, procs)

@@ -10,7 +10,6 @@ import asyncio
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from .helpers import (
     end_offsets,
     ingest_cmd,
     make_stream,
+    new_group,
     produce,
     read_log,
     start,
@@ -39,9 +39,6 @@ from .helpers import (
 
 Procs = list[subprocess.Popen[bytes]]
 
-
-def _group() -> str:
-    return f"g-{uuid.uuid4().hex[:8]}"
 
 
 def _all_committed(bootstrap: str, group: str, produced: dict[Any, Rec]) -> bool:
@@ -55,7 +52,7 @@ def test_two_ingesters_mixed_stream(
     stream = synth_stream(topics, 30_000, seed=1)
     assert len({r.reason for r in stream}) >= 10  # every invalid kind, and valid ones
     produced = produce(broker.bootstrap, stream)
-    group = _group()
+    group = new_group()
     pattern = topics[0].rsplit("-", 1)[0] + "-.*"  # a regex: both topics join by pattern
     logs = [str(tmp_path / f"ing{i}.log") for i in range(2)]
     members = [start(ingest_cmd(broker.bootstrap, pattern, group, raw_store,
@@ -88,7 +85,7 @@ def test_sigkill_mid_flush_then_restart(
         broker: services.Broker, topics: list[str], raw_store: StoreConfig,
         s3: services.S3Server, tmp_path: Path, procs: Procs) -> None:
     produced = produce(broker.bootstrap, make_stream(topics, 300, seed=2))
-    group = _group()
+    group = new_group()
     log1, log2 = str(tmp_path / "a.log"), str(tmp_path / "b.log")
     with FaultProxy(s3.endpoint_url, delay_s=0.3) as slow:
         slowcfg = StoreConfig(url=raw_store.url, s3_endpoint_url=slow.endpoint_url)
@@ -112,7 +109,7 @@ def test_slowdown_injection(
         broker: services.Broker, topics: list[str], raw_store: StoreConfig,
         s3: services.S3Server, tmp_path: Path, procs: Procs) -> None:
     produced = produce(broker.bootstrap, make_stream(topics, 300, seed=3))
-    group = _group()
+    group = new_group()
     log = str(tmp_path / "ing.log")
     port = services.free_port()
     with FaultProxy(s3.endpoint_url, fail_rate=0.3, seed=7) as proxy:
@@ -145,7 +142,7 @@ def test_slowdown_injection(
 def test_add_and_remove_an_ingester(
         broker: services.Broker, topics: list[str],
         raw_store: StoreConfig, tmp_path: Path, procs: Procs) -> None:
-    group = _group()
+    group = new_group()
     bs = broker.bootstrap
     produced = produce(bs, make_stream(topics, 100, seed=4))
     la, lb = str(tmp_path / "a.log"), str(tmp_path / "b.log")
@@ -174,7 +171,7 @@ def test_memory_bound_pauses_fetching(
     # ~4 MiB of payloads, 1 MiB memory bound, flush limits far away: only the
     # memory bound makes batches flush, and fetching pauses meanwhile.
     produced = produce(broker.bootstrap, make_stream(topics, 160, seed=8, pts=1000))
-    group, log = _group(), str(tmp_path / "ing.log")
+    group, log = new_group(), str(tmp_path / "ing.log")
     proc = start(ingest_cmd(broker.bootstrap, ",".join(topics), group, raw_store,
                             "--exit-when-idle", "4s", "--flush-age", "10m",
                             "--memory-limit", "1MiB"), log, procs)
@@ -187,7 +184,7 @@ def test_memory_bound_pauses_fetching(
 def test_stuck_store_never_commits_and_exits_by_deadline(
         broker: services.Broker, topics: list[str],
         raw_store: StoreConfig, s3: services.S3Server, tmp_path: Path, procs: Procs) -> None:
-    group, log = _group(), str(tmp_path / "ing.log")
+    group, log = new_group(), str(tmp_path / "ing.log")
     with FaultProxy(s3.endpoint_url) as stuck:
         cfg = StoreConfig(url=raw_store.url, s3_endpoint_url=stuck.endpoint_url)
         proc = start(ingest_cmd(broker.bootstrap, ",".join(topics), group, cfg,

@@ -22,6 +22,7 @@ from .helpers import (
     end_offsets,
     ingest_cmd,
     make_stream,
+    new_group,
     produce,
     read_log,
     start,
@@ -32,9 +33,6 @@ from .helpers import (
 Procs = list[subprocess.Popen[bytes]]
 
 
-def _group() -> str:
-    return f"g-{uuid.uuid4().hex[:8]}"
-
 
 def test_missing_bucket_fails_fast_with_the_fix(broker: services.Broker, topics: list[str],
                                                 s3: services.S3Server, tmp_path: Path,
@@ -42,7 +40,7 @@ def test_missing_bucket_fails_fast_with_the_fix(broker: services.Broker, topics:
     bucket = f"tailor-missing-{uuid.uuid4().hex[:8]}"
     raw = StoreConfig(url=f"s3://{bucket}/raw", s3_endpoint_url=s3.endpoint_url)
     log = str(tmp_path / "ing.log")
-    proc = start(ingest_cmd(broker.bootstrap, ",".join(topics), _group(), raw), log, procs)
+    proc = start(ingest_cmd(broker.bootstrap, ",".join(topics), new_group(), raw), log, procs)
     assert wait_exit(proc, 60, log) == 2
     text = read_log(log)
     assert f"s3://{bucket}/raw" in text and f"create the bucket {bucket}" in text, text[-2000:]
@@ -67,7 +65,7 @@ def test_bucket_gone_then_back(broker: services.Broker, topics: list[str],
     file): the ingester stays up, retries, counts the failures, commits nothing,
     and once the bucket is back everything is stored exactly and committed."""
     s3c = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
-    group, log, port = _group(), str(tmp_path / "ing.log"), services.free_port()
+    group, log, port = new_group(), str(tmp_path / "ing.log"), services.free_port()
     proc = start(ingest_cmd(broker.bootstrap, ",".join(topics), group, raw_store,
                             "--metrics-port", str(port), "--flush-payloads", "20"), log, procs)
     wait_until(lambda: "assigned [" in read_log(log), 60, "partitions to be assigned")
