@@ -43,12 +43,19 @@ _TRANSIENT_STATUS = {"500", "502", "503", "504"}
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "RequestTimeout", "ConditionalRequestConflict"}
 
 
-def _status(exc: BaseException) -> str | None:
-    """A short status for a transient error, None for a permanent one."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _status(exc: BaseException) -> str | None:
+    """A short status for a transient error, None for a permanent one."""
+    for e in _chain(exc):
         resp = getattr(e, "response", None)
         if isinstance(resp, dict):
             code = str(resp.get("Error", {}).get("Code", ""))
@@ -63,20 +70,15 @@ def _status(exc: BaseException) -> str | None:
             return "timeout"
         if isinstance(e, ConnectionError) or "connect" in type(e).__name__.lower():
             return "connection"
-        e = e.__cause__ or e.__context__
     return None
 
 
 def _s3_code(exc: BaseException) -> str | None:
     """The S3 error code (e.g. ``PreconditionFailed``) behind ``exc``, if any."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    for e in _chain(exc):
         resp = getattr(e, "response", None)
         if isinstance(resp, dict):
             return str(resp.get("Error", {}).get("Code", "")) or None
-        e = e.__cause__ or e.__context__
     return None
 
 
