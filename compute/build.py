@@ -294,7 +294,9 @@ def connect(cfg: BuildConfig) -> Iterator[Client]:
 
     The local cluster's workers are threads of this process unless
     ``cfg.processes``; its memory limit follows ``cfg.memory_budget``
-    (:func:`~tailor.compute.budget.local_memory_limit`).
+    (:func:`~tailor.compute.budget.local_memory_limit`); it serves the Dask
+    dashboard (and the stage timers' /metrics) only with ``cfg.dashboard``:
+    starting it is a tenth of a small build's wall time.
     """
     if cfg.scheduler:
         with _d.Client(cfg.scheduler) as client:
@@ -302,9 +304,17 @@ def connect(cfg: BuildConfig) -> Iterator[Client]:
         return
     n = cfg.n_workers or 2
     limit = local_memory_limit(cfg.memory_budget, n, processes=cfg.processes)
-    with local_cluster(n, processes=cfg.processes, memory_limit=limit) as cluster, \
+    with local_cluster(n, processes=cfg.processes, memory_limit=limit,
+                       dashboard_address="127.0.0.1:0" if cfg.dashboard else None) as cluster, \
             _d.Client(cluster) as client:
         yield client
+
+
+def dashboard_line(cfg: BuildConfig, client: Client) -> str:
+    """Where to watch the build, or how to get a dashboard for a local one."""
+    if cfg.scheduler or cfg.dashboard:
+        return f"dashboard {client.dashboard_link}"
+    return "no dashboard for this local cluster (pass --dashboard to watch the build on one)"
 
 
 def summary(r: ChunkResult, *, max_reports: int = 5) -> str:
@@ -342,7 +352,7 @@ def run(cfg: BuildConfig) -> int:
     chunks = [(s, w) for s in cfg.shards for w in cfg.windows]
     t0 = time.monotonic()
     with connect(cfg) as client:
-        print(f"tailor build: dashboard {client.dashboard_link}", flush=True)
+        print(f"tailor build: {dashboard_line(cfg, client)}", flush=True)
         results = build_chunks(client, cfg, chunks, show_progress=True)
     print(file=sys.stdout)
     for r in results:

@@ -538,7 +538,7 @@ def build_ready(cfg: BuildConfig, client: Any = None, *, owner: str | None = Non
     cluster from ``cfg`` when None.  Leases are renewed while building and
     released after.  Raises only for a bad shards file or an unusable store.
     """
-    from tailor.compute.build import build_chunks, connect
+    from tailor.compute.build import build_chunks, connect, dashboard_line
     from tailor.compute.status import load_chunk, load_state
 
     say = echo or (lambda _m: None)
@@ -583,7 +583,7 @@ def build_ready(cfg: BuildConfig, client: Any = None, *, owner: str | None = Non
         with hb:
             if client is None:
                 with connect(cfg) as own:
-                    say(f"tailor build --ready: dashboard {own.dashboard_link}")
+                    say(f"tailor build --ready: {dashboard_line(cfg, own)}")
                     results = build_chunks(own, cfg, [(t.shard, t.start) for t in todo])
             else:
                 results = build_chunks(client, cfg, [(t.shard, t.start) for t in todo])

@@ -234,6 +234,7 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
         memory_budget=budget,
         rows_per_partition=kw["rows_per_partition"],
         shards_file=kw["shards_file"], n_workers=kw["workers"], processes=kw["processes"],
+        dashboard=kw["dashboard"],
         ready=kw["ready"], grace_s=parse_duration(kw["grace"], what="--grace"),
     )
 
@@ -255,6 +256,9 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 @opt("--processes", is_flag=True, default=False,
      help="LocalCluster workers as separate processes (memory isolated per worker; "
           "slower to start) instead of threads of the build process.")
+@opt("--dashboard", is_flag=True, default=False,
+     help="Serve the Dask dashboard (and the stage timers on /metrics) of the local "
+          "cluster while it builds (with --scheduler, that cluster's own dashboard).")
 @s3_option
 @opt("--range-bytes", default="32MiB", show_default=True,
      help="Split raw objects into byte ranges of this size, one read task each.")

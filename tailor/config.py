@@ -136,6 +136,8 @@ class BuildConfig(Frozen):
     n_workers: int | None = None
     #: Local cluster only: worker processes instead of threads of the build process.
     processes: bool = False
+    #: Local cluster only: serve the Dask dashboard (and /metrics) while it builds.
+    dashboard: bool = False
     ready: bool = False
     grace_s: Annotated[float, Field(ge=0)] = 900.0
 
