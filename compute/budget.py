@@ -29,7 +29,7 @@ grow with the chunk and the build scheduler-bound.
 A worker process also needs :data:`WORKER_OVERHEAD` for Python, Dask, numba
 and Arrow before any data: Tailor's own LocalCluster gives each worker a Dask
 memory limit of budget + overhead (:func:`local_memory_limit`; with in-process
-workers, the process holds every worker's budget beside one interpreter).
+workers, the process holds every worker's budget beside :data:`IN_PROCESS_OVERHEAD`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ SORT_BYTES_PER_POINT: Final = 160
 MAP_BYTES_PER_RAW_BYTE: Final = 10
 #: RSS of a worker process before any build data (interpreter, Dask, numba, Arrow).
 WORKER_OVERHEAD: Final = 512 * 2**20
+#: The same for a build process whose workers are its threads: it also holds the
+#: client, the scheduler and one heap for every worker (measured ~450 MiB at rest).
+IN_PROCESS_OVERHEAD: Final = 2**30
 #: Smallest byte range a map task reads (read.py fetches at least 64 KiB of tail anyway).
 MIN_RANGE_BYTES: Final = 64 * 1024
 #: Map tasks per worker a unit is cut into at least, while the budget allows.
@@ -89,6 +92,8 @@ def local_memory_limit(memory_budget: int, workers: int, *, processes: bool) -> 
 
     A worker process: its budget plus the interpreter.  In-process workers
     (threads of the build process) each measure the whole process, so each
-    gets every worker's budget plus one interpreter.
+    gets every worker's budget plus :data:`IN_PROCESS_OVERHEAD`.
     """
-    return (memory_budget if processes else workers * memory_budget) + WORKER_OVERHEAD
+    if processes:
+        return memory_budget + WORKER_OVERHEAD
+    return workers * memory_budget + IN_PROCESS_OVERHEAD

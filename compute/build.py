@@ -269,23 +269,31 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
     kernel releases the GIL (numba ``nogil``, zstd, Arrow), so the sort and
     encode stages still run in parallel.  ``memory_limit``: each worker's Dask
     memory limit (it spills task results to disk past 60 % of it; in-process
-    workers all measure this one process).  Blocks until the workers are up;
-    the caller closes it.
+    workers all measure this one process).  Workers never pause: a worker paused
+    on memory that is not task results (the interpreter, the heap's free pages)
+    has nothing to spill and would never resume.  Blocks until the workers are
+    up; the caller closes it.
     """
+    kw = {"memory_limit": memory_limit}
+    with dask.config.set(NO_PAUSE):  # read as the workers start
+        return _local_cluster(n_workers, threads_per_worker, dashboard_address, malloc,
+                              processes, kw)
+
+
+def _local_cluster(n_workers: int, threads_per_worker: int, dashboard_address: str | None,
+                   malloc: dict[str, str], processes: bool, kw: dict[str, Any]) -> Any:
     if not processes:
         _mallopt(malloc)
         # In-process workers use the inproc transport, whose address names the
         # host's IP; the dashboard itself listens on loopback, so the link must too.
         dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"})
-        with dask.config.set(NO_PAUSE):
-            return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                   processes=False, dashboard_address=dashboard_address,
-                                   memory_limit=memory_limit)
+        return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                               processes=False, dashboard_address=dashboard_address, **kw)
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **malloc}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env, **NO_PAUSE}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                                processes=True, host="127.0.0.1",
-                               dashboard_address=dashboard_address, memory_limit=memory_limit)
+                               dashboard_address=dashboard_address, **kw)
 
 
 @contextmanager
