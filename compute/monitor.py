@@ -69,33 +69,37 @@ def cumulative_metrics(client: Any) -> dict[tuple[Any, ...], float]:
 
 
 class StageCollector:
-    """A Prometheus collector over one scheduler's cumulative worker metrics."""
+    """A Prometheus collector over the cumulative worker metrics of the newest scheduler
+    of this process still running (one, outside tests)."""
 
-    def __init__(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
+    def __init__(self) -> None:
+        self.schedulers: list[Any] = []
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         fam = CounterMetricFamily(BUILD_STAGE_SECONDS,
                                   "Worker-seconds spent in each build stage, by task prefix",
                                   labels=["stage", "task"])
-        cumulative = self.scheduler.cumulative_worker_metrics
-        for (stage, task), v in sorted(stage_seconds(cumulative).items()):
-            fam.add_metric([stage, task], v)
-        yield fam
         retries = CounterMetricFamily(BUILD_STORE_RETRIES,
                                       "Object store retries inside build tasks",
                                       labels=["op", "status", "task"])
-        for (op, status, task), n in sorted(store_retries(cumulative).items()):
-            retries.add_metric([op, status, task], n)
+        if self.schedulers:
+            cumulative = self.schedulers[-1].cumulative_worker_metrics
+            for (stage, task), v in sorted(stage_seconds(cumulative).items()):
+                fam.add_metric([stage, task], v)
+            for (op, status, task), n in sorted(store_retries(cumulative).items()):
+                retries.add_metric([op, status, task], n)
+        yield fam
         yield retries
 
 
 class StageMetrics(SchedulerPlugin):
-    """Scheduler plugin: registers :class:`StageCollector` once per process.
+    """Scheduler plugin: registers one :class:`StageCollector` per process.
 
     Registering it again on the same scheduler (every build does) is a no-op
-    (``idempotent``: Dask would otherwise warn that it overwrites it); on a new
-    scheduler in the same process it points the one collector at that scheduler.
+    (``idempotent``: Dask would otherwise warn that it overwrites it).  Each
+    scheduler it starts on is added to the collector and removed when it
+    closes, so a process that runs several schedulers (tests) serves the
+    newest one still running, never a closed one.
     """
 
     name = "tailor-stage-metrics"
@@ -104,7 +108,13 @@ class StageMetrics(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         if StageMetrics._collector is None:
-            StageMetrics._collector = StageCollector(scheduler)
+            StageMetrics._collector = StageCollector()
             prometheus_client.REGISTRY.register(StageMetrics._collector)
-        else:
-            StageMetrics._collector.scheduler = scheduler
+        self._scheduler = scheduler
+        StageMetrics._collector.schedulers.append(scheduler)
+
+    async def close(self) -> None:
+        c = StageMetrics._collector
+        sched = getattr(self, "_scheduler", None)
+        if c is not None and sched is not None:
+            c.schedulers = [s for s in c.schedulers if s is not sched]

@@ -105,3 +105,29 @@ def test_a_second_build_on_one_scheduler_keeps_its_stage_timers(
                           shards=["org-mod-7"], windows=[T0])
         assert all(r.ok for r in build_chunks(client, cfg, [("org-mod-7", T0)]))
     assert "stage timers are not" not in capsys.readouterr().err
+
+
+def test_metrics_follow_the_running_scheduler_after_another_one_closed(
+        client: Client, tmp_path: Path) -> None:
+    """A second scheduler in this process (its plugin started, then closed) must not
+    leave the one collector pointing at it: the running scheduler's timers stay served."""
+    from tailor.compute.build import local_cluster
+    from tailor.compute.monitor import StageMetrics
+
+    raw = StoreConfig(url=str(tmp_path / "raw"))
+    write_object(Store(raw), "org-mod-7", mixed_payloads(8))
+    client.register_plugin(StageMetrics())
+    with local_cluster(1, processes=False, dashboard_address=None) as other, \
+            Client(other) as c2:
+        c2.register_plugin(StageMetrics())
+    cfg = BuildConfig(raw=raw, out=StoreConfig(url=str(tmp_path / "out")), shards=["org-mod-7"],
+                      windows=[T0])
+    assert all(r.ok for r in build_chunks(client, cfg, [("org-mod-7", T0)]))
+    url = client.dashboard_link.rsplit("/", 1)[0] + "/metrics"
+    got: dict[tuple[str, str], float] = {}
+    for _ in range(100):  # worker metrics reach the scheduler with heartbeats
+        got = _scrape(url)
+        if got:
+            break
+        time.sleep(0.1)
+    assert got, "no stage timers on the running scheduler's /metrics"
