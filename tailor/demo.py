@@ -260,8 +260,10 @@ def _run(points: int, workdir: str | None, use_s3: bool) -> int:
         smap = load(str(shards_path))
         bcfg = BuildConfig(raw=raw, out=out, shards=smap.all_shards(), windows=[],
                            shards_file=str(shards_path), ready=True)
-        cluster = stack.enter_context(local_cluster(2, processes=False))  # as `tailor build`
-        client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
+        t_cluster = _Timer()
+        with t_cluster():
+            cluster = stack.enter_context(local_cluster(2, processes=False))  # as `tailor build`
+            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         dashboard = client.dashboard_link
         _say(f"Dask dashboard {dashboard}")
         _say("building every ready chunk (tailor build --ready) ...")
@@ -326,8 +328,13 @@ def _run(points: int, workdir: str | None, use_s3: bool) -> int:
             f"ingest       {ing_s:.1f} s wall incl. group join and 3 s idle exit "
             f"({_rate(prep.points, ing_s)} points)",
             f"build        {b_s:.1f} s for {len(report.by('built'))} chunks "
-            f"({_rate(n_out, b_s)} points)",
+            f"({_rate(n_out, b_s)} points), after {t_cluster.seconds:.1f} s of cluster start-up",
         ]
+        work = sum(stages.values())
+        if work > 0:
+            lines.append(f"  throughput {_rate(n_out, work)} points per worker-second of stage "
+                         f"time ({work:.2f} worker-s); the rest of the build is planning, "
+                         "scheduling and publishing, a cost per chunk, not per point")
         if stages:
             lines.append("  stages     " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items())
                          + " (task time summed over workers)")
