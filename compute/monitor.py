@@ -69,16 +69,17 @@ def cumulative_metrics(client: Any) -> dict[tuple[Any, ...], float]:
 
 
 class StageCollector:
-    """A Prometheus collector over one scheduler's cumulative worker metrics."""
+    """A Prometheus collector over a scheduler's cumulative worker metrics: the last
+    started of the process's schedulers that have not closed (none: empty families)."""
 
-    def __init__(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
+    def __init__(self) -> None:
+        self.schedulers: list[Any] = []
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         fam = CounterMetricFamily(BUILD_STAGE_SECONDS,
                                   "Worker-seconds spent in each build stage, by task prefix",
                                   labels=["stage", "task"])
-        cumulative = self.scheduler.cumulative_worker_metrics
+        cumulative = self.schedulers[-1].cumulative_worker_metrics if self.schedulers else {}
         for (stage, task), v in sorted(stage_seconds(cumulative).items()):
             fam.add_metric([stage, task], v)
         yield fam
@@ -94,17 +95,27 @@ class StageMetrics(SchedulerPlugin):
     """Scheduler plugin: registers :class:`StageCollector` once per process.
 
     Registering it again on the same scheduler (every build does) is a no-op
-    (``idempotent``: Dask would otherwise warn that it overwrites it); on a new
-    scheduler in the same process it points the one collector at that scheduler.
+    (``idempotent``: Dask would otherwise warn that it overwrites it).  With
+    several schedulers in one process (a build's in-process cluster beside
+    another), the collector serves the newest one still running, and the one
+    before again once that closes.
     """
 
     name = "tailor-stage-metrics"
     idempotent = True
     _collector: ClassVar[StageCollector | None] = None
 
+    def __init__(self) -> None:
+        self.scheduler: Any = None
+
     async def start(self, scheduler: Any) -> None:
         if StageMetrics._collector is None:
-            StageMetrics._collector = StageCollector(scheduler)
+            StageMetrics._collector = StageCollector()
             prometheus_client.REGISTRY.register(StageMetrics._collector)
-        else:
-            StageMetrics._collector.scheduler = scheduler
+        self.scheduler = scheduler
+        StageMetrics._collector.schedulers.append(scheduler)
+
+    async def close(self) -> None:
+        c = StageMetrics._collector
+        if c is not None and self.scheduler is not None:
+            c.schedulers = [s for s in c.schedulers if s is not self.scheduler]
