@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 from tailor import services
 from tailor.config import StoreConfig
+from tailor.storage import Store
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +79,12 @@ def dask_client() -> Iterator[Any]:
                       host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster) as client:
         yield client
+
+
+@pytest.fixture(params=["dir", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """One Store per test, on a local directory and on moto S3 (its own bucket)."""
+    if request.param == "dir":
+        return Store(StoreConfig(url=str(tmp_path / "store")))
+    cfg: StoreConfig = request.getfixturevalue("out_store")
+    return Store(cfg)

@@ -14,14 +14,6 @@ from tailor.config import StoreConfig
 from tailor.storage import Store
 
 
-@pytest.fixture(params=["dir", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "dir":
-        return Store(StoreConfig(url=str(tmp_path / "root")))
-    cfg: StoreConfig = request.getfixturevalue("raw_store")
-    return Store(cfg)
-
-
 def test_compare_and_swap(store: Store) -> None:
     assert store.get_versioned("c/m.json") is None
     assert store.put_if_match("c/m.json", b"one", None)

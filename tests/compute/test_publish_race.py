@@ -98,12 +98,10 @@ def test_sweepable_keeps_current_previous_and_live_attempts() -> None:
 
 # -- the protocol on real stores --------------------------------------------------------
 
-@pytest.fixture(params=["dir", "s3"])
-def out(request: pytest.FixtureRequest, tmp_path: Any) -> Store:
-    if request.param == "dir":
-        return Store(StoreConfig(url=str(tmp_path / "out")))
-    cfg: StoreConfig = request.getfixturevalue("out_store")
-    return Store(cfg)
+@pytest.fixture()
+def out(store: Store) -> Store:
+    """The output root: a directory and moto S3 (the ``store`` fixture)."""
+    return store
 
 
 def test_interleaving_of_the_issue_publishes_only_existing_files(out: Store) -> None:

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from tailor.compute.ready import acquire, lease_prefix, release, renew
-from tailor.config import StoreConfig
 from tailor.storage import Store
 
 T0 = 1767225600
 S = 10**9
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: object) -> Store:
-    if request.param == "local":
-        return Store(StoreConfig(url=str(tmp_path)))
-    cfg: StoreConfig = request.getfixturevalue("out_store")
-    return Store(cfg)
 
 
 def test_one_holder_at_a_time_and_release_hands_over(store: Store) -> None:
