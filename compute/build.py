@@ -274,26 +274,19 @@ def local_cluster(n_workers: int = 2, *, threads_per_worker: int = 1,
     has nothing to spill and would never resume.  Blocks until the workers are
     up; the caller closes it.
     """
-    kw = {"memory_limit": memory_limit}
-    with dask.config.set(NO_PAUSE):  # read as the workers start
-        return _local_cluster(n_workers, threads_per_worker, dashboard_address, malloc,
-                              processes, kw)
-
-
-def _local_cluster(n_workers: int, threads_per_worker: int, dashboard_address: str | None,
-                   malloc: dict[str, str], processes: bool, kw: dict[str, Any]) -> Any:
+    common: dict[str, Any] = {"n_workers": n_workers, "threads_per_worker": threads_per_worker,
+                              "dashboard_address": dashboard_address,
+                              "memory_limit": memory_limit}
     if not processes:
         _mallopt(malloc)
         # In-process workers use the inproc transport, whose address names the
         # host's IP; the dashboard itself listens on loopback, so the link must too.
         dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"})
-        return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                               processes=False, dashboard_address=dashboard_address, **kw)
+        with dask.config.set(NO_PAUSE):  # read as the workers start
+            return _d.LocalCluster(processes=False, **common)
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **malloc}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-        return _d.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                               processes=True, host="127.0.0.1",
-                               dashboard_address=dashboard_address, **kw)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env, **NO_PAUSE}):
+        return _d.LocalCluster(processes=True, host="127.0.0.1", **common)
 
 
 @contextmanager
