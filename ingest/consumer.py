@@ -89,10 +89,8 @@ class Ingester:
         self.classifier = Classifier(shard_map)
         # Fetches are classified in parallel and added in fetch order.
         self.cpool = ThreadPoolExecutor(CLASSIFY_THREADS, "tailor-classify")
-        self.classifying: list[tuple[int, asyncio.Future[list[Item]]]] = []  # (epoch, items)
-        # Bytes of the fetches being classified (counted against memory_limit too).
-        self.ahead_bytes = 0
-        self._ahead: dict[int, int] = {}  # id(future) → its fetch's key + value bytes
+        # (epoch, items, the fetch's key + value bytes: counted against memory_limit too)
+        self.classifying: list[tuple[int, asyncio.Future[list[Item]], int]] = []
         self.lock = asyncio.Lock()
         self.sem = asyncio.Semaphore(cfg.upload_concurrency)
         self.inflight: dict[int, asyncio.Task[None]] = {}
@@ -179,9 +177,7 @@ class Ingester:
                 # Records are of the current assignment: remember its epoch.
                 fut = asyncio.get_running_loop().run_in_executor(
                     self.cpool, self.classifier.classify, fetch)
-                self.classifying.append((self.epoch, fut))
-                self._ahead[id(fut)] = n = _record_bytes(fetch)
-                self.ahead_bytes += n
+                self.classifying.append((self.epoch, fut, _record_bytes(fetch)))
             elif busy:
                 await asyncio.wait([self.classifying[0][1]])
             await self._take_classified()
@@ -209,8 +205,7 @@ class Ingester:
     async def _take_classified(self) -> None:
         """Add the items of every finished classification at the head, in order."""
         while self.classifying and self.classifying[0][1].done():
-            epoch, fut = self.classifying.pop(0)
-            self.ahead_bytes -= self._ahead.pop(id(fut), 0)
+            epoch, fut, _n = self.classifying.pop(0)
             items = fut.result()
             async with self.lock:
                 # A rebalance since the fetch reset positions to the committed
@@ -287,6 +282,11 @@ class Ingester:
         self.stats["payloads"] += payloads
         self.stats["bytes"] += nbytes
         metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
+
+    @property
+    def ahead_bytes(self) -> int:
+        """Bytes of the fetches being classified (at most ``CLASSIFY_AHEAD``)."""
+        return sum(n for _e, _f, n in self.classifying)
 
     def _backpressure(self) -> None:
         """Pause fetching while buffered batches plus the fetches being classified
