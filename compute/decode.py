@@ -3,7 +3,7 @@
 zstd runs batch-wise through ``multi_decompress_to_buffer`` (one C call per
 batch, output in one contiguous buffer); a batch that fails falls back to
 frame-by-frame decompression to pinpoint the bad payload.  One numba kernel
-then validates each payload header (contracts.md section 1) and writes the
+then validates each payload header (docs/contracts.md, "Point payload") and writes the
 points whose ts lies in the window straight into columns.  No Python object
 per point or per payload unless a batch holds an invalid payload.
 """

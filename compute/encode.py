@@ -1,4 +1,4 @@
-"""Encode stage: sorted unique rows → one Parquet file (contracts.md section 2).
+"""Encode stage: sorted unique rows → one Parquet file (docs/contracts.md, "S files").
 
 Columns, in order: ``org_id uint32, metric_id uint64, context_key uint64,
 ts uint32, value float64``.  Encodings chosen for sorted time series: ids are

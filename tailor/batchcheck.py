@@ -1,4 +1,4 @@
-"""Validate many payloads at once (contracts.md section 1), no Python per valid payload.
+"""Validate many payloads at once (docs/contracts.md, "Point payload"), no Python per valid payload.
 
 :func:`check` takes the keys and values of a batch of Kafka records and
 returns, per record, whether it is a valid payload and, if so, its header

@@ -34,7 +34,7 @@ class ConfigError(TailorError):
 
 
 class InvalidPayload(TailorError):
-    """A Kafka record that violates contracts.md section 1.
+    """A Kafka record that violates docs/contracts.md, "Invalid payloads".
 
     ``reason`` is one of :data:`tailor.payload.REASONS`.
     """

@@ -15,7 +15,7 @@ Raw store (``--raw``)::
 ``hh`` is a 4-hex-digit prefix derived from the batch id (spreads S3 load,
 deterministic so that a replayed batch rewrites the same key).
 
-Output store (``--out``), contracts.md section 2::
+Output store (``--out``), docs/contracts.md, "S files"::
 
     {shard}/{YYYY-MM-DDTHH}/_manifest.json
     {shard}/{YYYY-MM-DDTHH}/part-{attempt}-{i:05d}.parquet
@@ -36,7 +36,7 @@ from typing import Final
 from tailor.errors import ConfigError
 
 HOUR: Final = 3600
-WINDOW_SECONDS: Final = 4 * HOUR  # contracts.md default chunk length
+WINDOW_SECONDS: Final = 4 * HOUR  # default chunk length: docs/contracts.md, "S files"
 _STAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}\Z")
 
 

@@ -1,4 +1,4 @@
-"""The point payload codec of contracts.md section 1 (Tailor's input format).
+"""The point payload codec of docs/contracts.md, "Point payload" (Tailor's input format).
 
 Pure functions, no I/O.  :func:`validate` is the single place that decides
 whether a Kafka record is a valid payload; every invalid kind has a name in
@@ -31,7 +31,7 @@ RECORD_DTYPE: Final = np.dtype(
 )
 assert RECORD_DTYPE.itemsize == RECORD_SIZE
 
-# Reasons, one per invalid kind of contracts.md section 1.
+# Reasons, one per invalid kind (docs/contracts.md, "Invalid payloads").
 MISSING_VALUE: Final = "missing_value"
 NOT_ONE_FRAME: Final = "not_one_zstd_frame"
 DECOMPRESS_FAILED: Final = "decompress_failed"
@@ -43,7 +43,7 @@ BAD_SIZE: Final = "bad_size"
 MISSING_KEY: Final = "missing_key"
 BAD_KEY: Final = "bad_key"
 KEY_MISMATCH: Final = "key_mismatch"
-#: Not an invalid kind of contracts.md: classifying the record raised an
+#: Not an invalid kind of docs/contracts.md: classifying the record raised an
 #: unexpected exception (a bug).  The record is quarantined with the exception
 #: text instead of stopping ingest (:func:`tailor.batchcheck.check`).
 INTERNAL_ERROR: Final = "internal_error"
@@ -173,7 +173,7 @@ def check_raw(raw: bytes) -> tuple[int, int, int]:
 
 
 def validate(key: bytes | None, value: bytes | None) -> Payload:
-    """Validate one Kafka record against contracts.md section 1.
+    """Validate one Kafka record against docs/contracts.md, "Point payload".
 
     Returns the decoded :class:`Payload`; raises :class:`InvalidPayload` with
     a reason from :data:`REASONS`.  Never allocates more than

@@ -188,7 +188,7 @@ class InputObject(_Record):
 
 
 class Manifest(_Record):
-    """``_manifest.json`` of a chunk, written last (contracts.md section 2).
+    """``_manifest.json`` of a chunk, written last (docs/contracts.md, "Manifest").
 
     A reader finds the file (and row range) that can hold series ``s`` by
     bisecting ``files`` on ``min_key``/``max_key``; no other file is opened.

@@ -2,7 +2,7 @@
 
 :func:`generate` is pure (no I/O, no clock): the same :class:`ProduceConfig`
 gives the same records, byte for byte.  It models what intake writes to Kafka
-(contracts.md section 1):
+(docs/contracts.md, "Point payload"):
 
 - ``cfg.orgs`` orgs with Zipf-like sizes (a few orgs hold most series), org
   ids spread over the whole u32 range (the largest org has an id >= 2**31);
@@ -50,7 +50,7 @@ VALID: Final = "valid"
 DUPLICATE: Final = "duplicate"
 KINDS: Final = (VALID, DUPLICATE, *P.REASONS)
 
-#: Columns of an S file (contracts.md section 2), also the oracle's columns.
+#: Columns of an S file (docs/contracts.md, "S files"), also the oracle's columns.
 POINT_SCHEMA: Final = pa.schema([
     ("org_id", pa.uint32()), ("metric_id", pa.uint64()), ("context_key", pa.uint64()),
     ("ts", pa.uint32()), ("value", pa.float64()),
@@ -120,7 +120,7 @@ class Synth:
         return out
 
     def expected(self) -> dict[tuple[str, int], pa.Table]:
-        """The S-file rows per ``(shard, window_start)`` (contracts.md section 2).
+        """The S-file rows per ``(shard, window_start)`` (docs/contracts.md, "S files").
 
         Each table has :data:`POINT_SCHEMA`, is sorted by ``(org_id, metric_id,
         context_key, ts)`` and unique on it; among the copies of a point the

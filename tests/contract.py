@@ -1,4 +1,4 @@
-"""An outside reader's check of contracts.md section 2, using no Tailor code.
+"""An outside reader's check of docs/contracts.md, "S files", using no Tailor code.
 
 It reads ``_manifest.json`` as plain JSON, opens the Parquet files in the order
 listed, and checks column names/types/order, global key order and uniqueness.
@@ -20,7 +20,7 @@ SCHEMA = pa.schema([("org_id", pa.uint32()), ("metric_id", pa.uint64()),
 
 
 def chunk_path(root: str, shard: str, start: int) -> str:
-    """``{root}/{shard}/{YYYY-MM-DDTHH}``: where a chunk lives (contracts.md section 2)."""
+    """``{root}/{shard}/{YYYY-MM-DDTHH}``: where a chunk lives (docs/contracts.md, "S files")."""
     return f"{root}/{shard}/{datetime.fromtimestamp(start, UTC):%Y-%m-%dT%H}"
 
 

@@ -1,5 +1,5 @@
 """The batch validator and :func:`tailor.payload.validate` each give, record by record,
-what contracts.md section 1 says (labels by construction, a plain-Python oracle for
+what docs/contracts.md, "Point payload" says (labels by construction, a plain-Python oracle for
 damaged frames), and the batch framing agrees with :func:`tailor.framing.encode_frame`.
 Pure, no Kafka."""
 
@@ -49,7 +49,7 @@ def _bad(*reasons: str) -> frozenset[str]:
 
 
 def _oracle(key: bytes | None, value: bytes | None) -> Want:
-    """contracts.md section 1 in plain Python, with the zstandard library to decompress.
+    """docs/contracts.md, "Point payload" in plain Python, with the zstandard library to decompress.
 
     For values damaged at random: whichever zstd failure applies is accepted; a
     value that still decompresses to one whole frame is judged on its content.

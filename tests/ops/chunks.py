@@ -1,4 +1,4 @@
-"""Write S-file chunks by hand (contracts.md section 2), independent of the builder."""
+"""Write S-file chunks by hand (docs/contracts.md, "S files"), independent of the builder."""
 
 from __future__ import annotations
 
