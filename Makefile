@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/tailor compile-kernels
 	touch $@
 
-.PHONY: demo test lint bench
+.PHONY: demo test test-fast lint bench
 demo: $(VENV)/.installed  ## produce → ingest → build → verify, on services it starts itself
 	$(VENV)/bin/tailor demo $(DEMO_ARGS)
 
@@ -21,6 +21,11 @@ lint: $(VENV)/.installed
 # the CPU; each worker starts its own broker and S3 server on free loopback ports.
 test: lint  ## ruff, mypy --strict, then the whole pytest suite
 	$(VENV)/bin/python -m pytest -n 2
+
+# The edit loop: every test that starts no service (broker, S3 server, Dask cluster,
+# tailor subprocess; the `services` marker, tests/conftest.py), under a minute.
+test-fast: $(VENV)/.installed  ## the tests that start no service (pytest -m "not services")
+	$(VENV)/bin/python -m pytest -m "not services" -q
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[test,bench]'

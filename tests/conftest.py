@@ -4,6 +4,12 @@
 - ``s3``: one moto S3 server per session; ``bucket`` gives each test its own
   bucket and ``raw_store``/``out_store`` StoreConfigs inside it.
 - ``topics``: fresh, unique topic names (created with 4 partitions each).
+
+Every test that starts a service (a broker, an S3 server, a Dask cluster, a
+``tailor`` subprocess) carries the ``services`` marker: the fixtures below
+and in ``tests/*/conftest.py`` add it (:func:`pytest_collection_modifyitems`),
+and a test that starts one itself says ``@pytest.mark.services``.
+``pytest -m "not services"`` is the fast edit loop (``make test-fast``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,26 @@ os.environ.pop("AWS_PROFILE", None)
 from tailor import services
 from tailor.config import StoreConfig
 from tailor.storage import Store
+
+#: Fixtures that start a service, directly or through another fixture: a test
+#: using any of them is marked ``services``.
+SERVICE_FIXTURES = frozenset({
+    "broker", "topics",  # Tansu (tests/conftest.py)
+    "s3", "bucket", "raw_store", "out_store",  # moto S3 server (tests/conftest.py)
+    "dask_client",  # in-process LocalCluster (tests/conftest.py)
+    "client",  # LocalCluster of 2 processes (tests/compute/conftest.py)
+    "procs",  # `tailor ingest` subprocesses (tests/ingest/conftest.py)
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``services`` every test that uses a service fixture, or ``store`` on S3."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_s3 = callspec is not None and callspec.params.get("store") == "s3"
+        if names & SERVICE_FIXTURES or on_s3:
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session")

@@ -207,6 +207,7 @@ def test_unit_fused_or_graphed_same_chunks(client: Client, tmp_path: Path,
     assert all(got[(True, w)] == got[(False, w)] for w in wins), got
 
 
+@pytest.mark.services  # starts its own LocalCluster
 def test_workers_over_their_memory_limit_finish_instead_of_pausing(tmp_path: Path) -> None:
     """In-process workers all measure this one process.  Past 80 % of the limit Dask
     paused them until memory dropped, which unspillable memory never does: the build

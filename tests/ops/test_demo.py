@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+#: Every test here runs `tailor demo` (a broker, a store, a Dask cluster) in a subprocess.
+pytestmark = pytest.mark.services
+
 
 def _dead(pid: int) -> bool:
     try:
