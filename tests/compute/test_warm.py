@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from distributed import Client
 
 from tailor import framing
@@ -76,6 +77,7 @@ _CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.services  # its subprocess builds on a LocalCluster
 def test_warm_loads_every_kernel_a_build_runs() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     res = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, text=True,
