@@ -1,7 +1,7 @@
 """The benchmark dataset: synth records → raw points Parquet (for the peers) and,
 when the real ingest is not used, raw objects written directly.
 
-Records are what ``tailor.synth.generate`` gives: Kafka records with a topic,
+Records are what ``tailor.testing.stream.generate`` gives: Kafka records with a topic,
 a partition, a key and a value (some invalid on purpose).  Only valid payloads
 carry points; every tool validates with :func:`tailor.payload.validate`.
 """

@@ -1,5 +1,5 @@
 """Kafka side of the ingest benchmark: the bare aiokafka fetch loop (the client's
-ceiling), and sending the dataset's records with ``tailor.produce``."""
+ceiling), and sending the dataset's records with ``tailor.testing.produce``."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def produce(bootstrap: str, records: Sequence[Any]) -> dict[tuple[str, int], int
     Returns the acknowledged end offset (last acknowledged offset + 1) of every
     (topic, partition) written: the truth for "every record produced".
     """
-    from tailor.produce import produce_records
+    from tailor.testing.produce import produce_records
 
     offsets = asyncio.run(produce_records(bootstrap, records))
     ends: dict[tuple[str, int], int] = {}

@@ -303,7 +303,8 @@ def render(res: Results) -> str:
                    "machine adds its noise to every timing")
     out += ["", "## Dataset", ""]
     if d:
-        out += [f"- `tailor.synth` seed {res.args.get('seed', 0)}: {d['points_target']:,} points "
+        out += [f"- `tailor.testing.stream` seed {res.args.get('seed', 0)}: "
+                f"{d['points_target']:,} points "
                 f"asked, {d['records']:,} Kafka records ({d['valid']:,} valid, "
                 f"{d['invalid']:,} invalid), {d['points']:,} points in valid payloads "
                 f"(duplicates included), {d['rows']:,} S-file rows in {d['chunks']} chunks",

@@ -138,7 +138,7 @@ def _topics(value: str) -> list[str]:
 def produce(**kw: Any) -> None:
     """Produce a reproducible synthetic intake stream (see README)."""
     from tailor.layout import parse_stamp
-    from tailor.produce import run
+    from tailor.testing.produce import run
 
     cfg = ProduceConfig(
         brokers=kw["brokers"], topics=_topics(kw["topics"]), partitions=kw["partitions"],

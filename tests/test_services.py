@@ -5,9 +5,10 @@ import threading
 
 import pytest
 
-from tailor import services, storage
+from tailor import storage
 from tailor.config import StoreConfig
 from tailor.storage import Store
+from tailor.testing import services
 
 
 def test_s3_store_roundtrip(raw_store: StoreConfig) -> None:

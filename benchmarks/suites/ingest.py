@@ -79,7 +79,7 @@ def _fetch_run(rnd: int, fn: Callable[[], kafka.FetchResult], total: int) -> Run
 def run(a: argparse.Namespace, prep: Prepared, work: Path, res: Results,
         save: Callable[[], None]) -> str | None:
     """Run the suite; returns round 1's raw store when it is complete (for the build)."""
-    from tailor import services
+    from tailor.testing import services
 
     sec = res.ingest = res.ingest or Section(points=prep.points)
     first_raw: str | None = None

@@ -15,9 +15,9 @@ import pytest
 
 from tailor import layout
 from tailor.config import StoreConfig
-from tailor.services import S3Server
 from tailor.shards import ShardMap
 from tailor.storage import Store
+from tailor.testing.services import S3Server
 from tests.contract import read_chunk
 from tests.ingest.faultproxy import FaultProxy
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tailor import layout, services
+from tailor import layout
 from tailor import payload as pl
 from tailor.compute.balance import load_volume
 from tailor.compute.diff import read_chunk
@@ -20,6 +20,7 @@ from tailor.config import StoreConfig
 from tailor.layout import HOUR
 from tailor.shards import load
 from tailor.storage import Store
+from tailor.testing import services
 
 from .faultproxy import FaultProxy
 from .helpers import (

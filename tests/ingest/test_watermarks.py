@@ -15,12 +15,12 @@ import uuid
 from pathlib import Path
 
 from tailor import payload as pl
-from tailor import services
 from tailor.config import FlushPolicy, StoreConfig
 from tailor.ingest.batcher import Batcher
 from tailor.ingest.watermarks import Watermarks
 from tailor.records import CLOCK_SLACK_NS, Watermark
 from tailor.storage import Store
+from tailor.testing import services
 
 from .faultproxy import FaultProxy
 from .helpers import (

@@ -22,10 +22,11 @@ from tailor.compute.ready import build_ready, chunk_rows
 from tailor.compute.status import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
 from tailor.layout import HOUR, stamp
-from tailor.services import Broker, create_topics
 from tailor.shards import load
 from tailor.storage import Store
-from tailor.synth import POINT_SCHEMA, Synth, SynthRecord, generate
+from tailor.testing.oracle import POINT_SCHEMA
+from tailor.testing.services import Broker, create_topics
+from tailor.testing.stream import Synth, SynthRecord, generate
 from tests.ops.pipeline import ingest, mismatches, send
 
 T0 = 1767225600

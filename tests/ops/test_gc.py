@@ -15,8 +15,8 @@ from tailor.compute import gc
 from tailor.compute import publish as pub
 from tailor.compute.decode import Points
 from tailor.config import StoreConfig
-from tailor.services import S3Server
 from tailor.storage import Store
+from tailor.testing.services import S3Server
 from tests.compute.rawgen import T0, W, mixed_payloads, write_object
 
 SHARD = "org-mod-7"
