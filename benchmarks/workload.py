@@ -87,7 +87,7 @@ def facts(prep: Prepared) -> dict[str, Any]:
     """The dataset lines of RESULTS.md."""
     import os
 
-    from tailor import layout
+    from tailor.format import layout
 
     return {
         "points_target": prep.points_target, "records": len(prep.records),
@@ -132,8 +132,8 @@ def prepare_scaled(points: int, k: int, seed: int, work: Path, *,
     """
     import numpy as np
 
-    from tailor import layout
     from tailor.config import StoreConfig
+    from tailor.format import layout
     from tailor.shards import ShardMap
     from tailor.storage import Store
     from tailor.testing.oracle import oracle

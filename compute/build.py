@@ -19,9 +19,10 @@ import dask
 import distributed
 from distributed import Client
 
-from tailor import layout, shards
+from tailor import shards
 from tailor.config import BuildConfig
-from tailor.records import Manifest
+from tailor.format import layout
+from tailor.format.records import Manifest
 
 from .budget import local_memory_limit, partition_rows, range_bytes
 from .exchange import submit_exchange

@@ -137,7 +137,7 @@ def _topics(value: str) -> list[str]:
 @handle_errors
 def produce(**kw: Any) -> None:
     """Produce a reproducible synthetic intake stream (see README)."""
-    from tailor.layout import parse_stamp
+    from tailor.format.layout import parse_stamp
     from tailor.testing.produce import run
 
     cfg = ProduceConfig(
@@ -274,7 +274,7 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 def build(**kw: Any) -> None:
     """Build (or rebuild) chunks; exit 0 only when every requested chunk published."""
     from tailor.compute.build import run
-    from tailor.layout import parse_window, parse_windows
+    from tailor.format.layout import parse_window, parse_windows
     from tailor.shards import load
 
     smap = load(kw["shards_file"])
@@ -477,7 +477,7 @@ def plan_(**kw: Any) -> None:
 def diff(**kw: Any) -> None:
     """One-to-one comparison of two S-file roots per shard and window."""
     from tailor.compute.diff import run
-    from tailor.layout import parse_windows
+    from tailor.format.layout import parse_windows
 
     cfg = DiffConfig(
         a=StoreConfig(url=kw["a_url"], s3_endpoint_url=kw["s3_endpoint_url"]),

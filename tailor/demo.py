@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
 from tailor.errors import ConfigError, TailorError
-from tailor.layout import HOUR, stamp
+from tailor.format.layout import HOUR, stamp
 from tailor.storage import Store
 from tailor.testing import services
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tailor import payload as P
 from tailor.config import ProduceConfig
 from tailor.errors import TailorError
+from tailor.format import payload as P
 from tailor.testing import services
 from tailor.testing.oracle import load_expected
 from tailor.testing.produce import produce_records, run

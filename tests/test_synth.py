@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pytest
 import zstandard
 
-from tailor import payload as P
 from tailor.config import ProduceConfig
 from tailor.errors import InvalidPayload
+from tailor.format import payload as P
 from tailor.shards import load as load_shards
 from tailor.testing.oracle import POINT_SCHEMA, load_expected
 from tailor.testing.stream import DUPLICATE, VALID, Synth, SynthRecord, generate

@@ -34,8 +34,8 @@ def raw_store_problems(raw_dir: str, valid: int, invalid: int) -> list[str]:
     (counted once per object over its index records), every invalid one in the
     quarantine (read with the product's own readers, whatever their layout)."""
     from tailor.config import StoreConfig
+    from tailor.format.records import ObjectRecord
     from tailor.ingest import quarantine
-    from tailor.records import ObjectRecord
     from tailor.storage import Store
 
     store = Store(StoreConfig(url=raw_dir))
@@ -145,4 +145,4 @@ def _profile(bootstrap: str, ends: dict[tuple[str, int], int], work: Path) -> Pr
              f"raw stacks in {prof}",
         self_time=top_frames(prof, 12),
         inclusive=inclusive(prof, r"\((consumer|batcher|writer|quarantine|payload|framing|"
-                                  r"storage|classify|batchcheck)\.py\)", 15))
+                                  r"storage|classify|validate_batch)\.py\)", 15))

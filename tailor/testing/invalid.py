@@ -1,7 +1,7 @@
-"""Invalid Kafka records of every reason of :data:`tailor.payload.REASONS`.
+"""Invalid Kafka records of every reason of :data:`tailor.format.payload.REASONS`.
 
 :class:`InvalidCrafter` builds, for a reason, a ``(key, value)`` that
-:func:`tailor.payload.validate` rejects with exactly that reason; each call
+:func:`tailor.format.payload.validate` rejects with exactly that reason; each call
 cycles through the reason's variants (docs/contracts.md, "Invalid payloads").
 Pure but for the random generator it draws from.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import zstandard
 
-from tailor import payload as P
+from tailor.format import payload as P
 
 
 class InvalidCrafter:

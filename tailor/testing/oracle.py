@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tailor.layout import parse_stamp
+from tailor.format.layout import parse_stamp
 from tailor.shards import ShardMap
 
 #: Columns of an S file (docs/contracts.md, "S files"), also the oracle's columns.
@@ -57,7 +57,7 @@ def oracle(points: np.ndarray, pay_org: np.ndarray, pay_intake_ns: np.ndarray,
            ) -> dict[tuple[str, int], pa.Table]:
     """Reference S-file rows of valid payloads (:meth:`tailor.testing.stream.Synth.expected`).
 
-    ``points`` concatenates the payloads' records (:data:`tailor.payload.RECORD_DTYPE`).
+    ``points`` concatenates the payloads' records (:data:`tailor.format.payload.RECORD_DTYPE`).
     """
     n = len(points)
     pay_n = np.asarray(pay_n, dtype=np.int64)

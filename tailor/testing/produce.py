@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tailor import payload as P
 from tailor.config import ProduceConfig
 from tailor.errors import TailorError
+from tailor.format import payload as P
 from tailor.shards import load as load_shards
 from tailor.testing.stream import DUPLICATE, VALID, Synth, SynthRecord, generate
 

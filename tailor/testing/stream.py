@@ -19,7 +19,7 @@ gives the same records, byte for byte.  It models what intake writes to Kafka
   index), duplicate deliveries (the same bytes again, later, maybe on another
   partition), frames with and without content size and checksum, keys with
   leading zeros, and invalid records of every reason of
-  :data:`tailor.payload.REASONS` at ``cfg.invalid_rate``;
+  :data:`tailor.format.payload.REASONS` at ``cfg.invalid_rate``;
 - records spread uniformly over every partition of every topic.
 
 ``cfg.points`` is exactly the number of points in valid (non-duplicate)
@@ -39,9 +39,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from tailor import payload as P
 from tailor.config import ProduceConfig
-from tailor.layout import stamp
+from tailor.format import payload as P
+from tailor.format.layout import stamp
 from tailor.shards import load as load_shards
 from tailor.testing.invalid import InvalidCrafter
 from tailor.testing.oracle import oracle
@@ -72,7 +72,7 @@ class SynthRecord:
     """One Kafka record to send.
 
     ``kind`` is :data:`VALID`, :data:`DUPLICATE` (the bytes of an earlier valid
-    record again) or the reason :func:`tailor.payload.validate` gives.
+    record again) or the reason :func:`tailor.format.payload.validate` gives.
     ``org_id``, ``intake_ns`` and ``n_points`` are set for valid and duplicate
     records only.
     """

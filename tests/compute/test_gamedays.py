@@ -13,8 +13,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tailor import layout
 from tailor.config import StoreConfig
+from tailor.format import layout
 from tailor.shards import ShardMap
 from tailor.storage import Store
 from tailor.testing.services import S3Server

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from tailor import framing, layout
-from tailor import payload as pl
 from tailor.config import StoreConfig
-from tailor.records import ObjectRecord, QuarantineEntry
+from tailor.format import framing, layout
+from tailor.format import payload as pl
+from tailor.format.records import ObjectRecord, QuarantineEntry
 from tailor.storage import Store
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tailor import payload as pl
 from tailor.config import StoreConfig, parse_bytes
+from tailor.format import payload as pl
 from tailor.testing import services
 
 from .faultproxy import FaultProxy

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tailor.config import StoreConfig
-from tailor.records import Watermark
+from tailor.format.records import Watermark
 from tailor.storage import Store
 from tailor.testing import services
 

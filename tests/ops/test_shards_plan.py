@@ -27,7 +27,7 @@ import tailor
 from tailor.cli import main
 from tailor.compute.ready import build_ready
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.layout import HOUR, chunk_dir
+from tailor.format.layout import HOUR, chunk_dir
 from tailor.shards import Dedicated, load
 from tailor.testing.oracle import oracle
 from tailor.testing.services import Broker, create_topics
