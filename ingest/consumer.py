@@ -55,7 +55,8 @@ from tailor.ingest.classify import Classifier
 from tailor.ingest.watermarks import Watermarks
 from tailor.ingest.writer import Writer
 from tailor.shards import ShardMap
-from tailor.storage import Store, failure_reason
+from tailor.storage import Store
+from tailor.store_failures import failure_reason
 
 log = logging.getLogger("tailor.ingest")
 POLL_MS = 200

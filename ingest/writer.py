@@ -29,7 +29,8 @@ from tailor.format.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour
 from tailor.ingest import quarantine
 from tailor.ingest.batcher import OBJECT, Batch
 from tailor.ingest.orgvolume import OrgVolume
-from tailor.storage import Store, failure_reason
+from tailor.storage import Store
+from tailor.store_failures import failure_reason
 
 log = logging.getLogger("tailor.ingest")
 
