@@ -1,5 +1,5 @@
-"""tailor.testing.stream: reproducible, realistic, exactly sized, and an oracle that agrees
-with a brute-force pure-Python reference."""
+"""tailor.testing.stream and .oracle: reproducible, realistic, exactly sized, and an
+oracle that agrees with a brute-force pure-Python reference."""
 
 from __future__ import annotations
 
