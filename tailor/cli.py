@@ -581,16 +581,20 @@ def demo(points: int, workdir: str | None, s3: bool) -> None:
               short_help="Compile and cache every numba kernel (make does it at install).")
 @handle_errors
 def compile_kernels() -> None:
-    """Load (compiling into numba's cache if absent) every cached kernel a build runs.
+    """Load (compiling into numba's cache if absent) every kernel a build and ingest run.
 
     numba compiles a kernel on its first call in a process whose cache lacks it
-    (seconds for all of them); after this, a first `tailor build` only loads them.
-    The cache lives beside the installed sources (or in NUMBA_CACHE_DIR).
+    (seconds for all of them); after this, a first `tailor build` or `tailor
+    ingest` only loads them.  The cache lives beside the installed sources (or
+    in NUMBA_CACHE_DIR).
     """
     import time
 
+    from tailor import batchcheck
     from tailor.compute.warm import warm
 
     t0 = time.monotonic()
     warm()
-    print(f"tailor compile-kernels: every build kernel cached ({time.monotonic() - t0:.1f} s)")
+    batchcheck.warm()
+    print(f"tailor compile-kernels: every build and ingest kernel cached "
+          f"({time.monotonic() - t0:.1f} s)")
