@@ -5,8 +5,12 @@ Pure, no Kafka."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -271,3 +275,19 @@ def test_shard_codes_match_shard_for() -> None:
     names = smap.all_shards()
     got = [names[c] for c in smap.shard_codes(org, ts)]
     assert got == [smap.shard_for(int(o), int(t)) for o, t in zip(org, ts, strict=True)]
+
+
+@pytest.mark.services  # two interpreters in subprocesses (a compile: seconds)
+def test_a_second_process_loads_the_kernel_from_numba_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    cmd = [sys.executable, "-c", "from tailor.format import validate_batch; validate_batch.warm()"]
+
+    def run() -> str:
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        assert res.returncode == 0, res.stderr
+        return res.stdout + res.stderr
+
+    run()
+    second = [ln for ln in run().splitlines() if "validate_batch._kernel" in ln]
+    assert any(ln.startswith("[cache] data loaded from") for ln in second), second
+    assert not any("data saved" in ln for ln in second), second
