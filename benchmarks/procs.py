@@ -98,7 +98,7 @@ class DaskCluster:
     """
 
     def __init__(self, workers: int, env: Mapping[str, str], log_path: str | Path) -> None:
-        from tailor.services import free_port
+        from tailor.testing.services import free_port
 
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"

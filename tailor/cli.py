@@ -137,8 +137,8 @@ def _topics(value: str) -> list[str]:
 def produce(**kw: Any) -> None:
     """Produce a reproducible synthetic intake stream (see README)."""
     from tailor.config import ProduceConfig
-    from tailor.layout import parse_stamp
-    from tailor.produce import run
+    from tailor.format.layout import parse_stamp
+    from tailor.testing.produce import run
 
     cfg = ProduceConfig(
         brokers=kw["brokers"], topics=_topics(kw["topics"]), partitions=kw["partitions"],
@@ -277,7 +277,7 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 def build(**kw: Any) -> None:
     """Build (or rebuild) chunks; exit 0 only when every requested chunk published."""
     from tailor.compute.build import run
-    from tailor.layout import parse_window, parse_windows
+    from tailor.format.layout import parse_window, parse_windows
     from tailor.shards import load
 
     smap = load(kw["shards_file"])
@@ -523,7 +523,7 @@ def diff(**kw: Any) -> None:
     """One-to-one comparison of two S-file roots per shard and window."""
     from tailor.compute.diff import run
     from tailor.config import DiffConfig, StoreConfig
-    from tailor.layout import parse_windows
+    from tailor.format.layout import parse_windows
 
     cfg = DiffConfig(
         a=StoreConfig(url=kw["a_url"], s3_endpoint_url=kw["s3_endpoint_url"]),
@@ -590,11 +590,11 @@ def compile_kernels() -> None:
     """
     import time
 
-    from tailor import batchcheck
     from tailor.compute.warm import warm
+    from tailor.format import validate_batch
 
     t0 = time.monotonic()
     warm()
-    batchcheck.warm()
+    validate_batch.warm()
     print(f"tailor compile-kernels: every build and ingest kernel cached "
           f"({time.monotonic() - t0:.1f} s)")

@@ -31,9 +31,9 @@ from benchmarks.results import Results, Run, Section
 from benchmarks.suites import Contender, hive_files, run_rounds
 from benchmarks.suites.build import published_seconds
 from benchmarks.suites.ingest import raw_store_problems
-from tailor import framing, layout
 from tailor.config import StoreConfig
-from tailor.records import ObjectRecord
+from tailor.format import framing, layout
+from tailor.format.records import ObjectRecord
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
@@ -317,7 +317,7 @@ def test_results_round_trip_and_render_command(tmp_path: Path) -> None:
 def test_raw_store_check_counts_payloads_once_per_object(small: workload.Prepared,
                                                         tmp_path: Path) -> None:
     """Objects indexed under several hours count once; quarantine entries are read back."""
-    from tailor.records import QuarantineEntry
+    from tailor.format.records import QuarantineEntry
 
     store = Store(StoreConfig(url=str(tmp_path)))
     dataset.write_raw_objects(small.valid, store, ShardMap(), max_object_bytes=1 << 14)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tailor import services
 from tailor.cli import main
+from tailor.testing import services
 
 SUBCOMMANDS = ["produce", "ingest", "build", "read", "status", "diff", "demo", "gc", "shards",
                "compile-kernels"]

@@ -42,7 +42,7 @@ from benchmarks.names import COLD, FIRST_RUN, IN_PROCESS, SCHEDULER, WARM
 from benchmarks.results import Results, Run, Section
 from benchmarks.suites import Contender, hive_files, run_rounds, tailor_files
 from benchmarks.workload import Prepared, log, synth, write_direct
-from tailor import layout
+from tailor.format import layout
 
 _PUBLISHED = re.compile(r"published in ([0-9.]+)\s*s")
 

@@ -5,8 +5,8 @@ and returns its length, its declared content size and, for a frame that does
 not declare it, an upper bound of its decompressed size computed from the
 block headers (raw and RLE blocks regenerate exactly their stated size, a
 compressed block at most ``min(window size, 128 KiB)``).  It is the single
-implementation behind :func:`tailor.payload.decompress` and the batch
-validator (:mod:`tailor.batchcheck`).
+implementation behind :func:`tailor.format.payload.decompress` and the batch
+validator (:mod:`tailor.format.validate_batch`).
 
 :data:`DECOMPRESS` is libzstd's ``ZSTD_decompressDCtx`` as a ctypes function,
 taken from python-zstandard's own cffi build of libzstd, or the system

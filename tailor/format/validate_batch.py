@@ -1,21 +1,27 @@
 """Validate many payloads at once (docs/contracts.md, "Point payload"), no Python per valid payload.
 
+The fast path of validation, for a whole Kafka fetch.  Not to be confused
+with :func:`tailor.format.payload.validate`, which decides one record and is
+the reference every disagreement falls back to, nor with
+:mod:`tailor.ingest.classify`, the ingest stage that calls :func:`check` and
+then routes and frames the valid payloads.
+
 :func:`check` takes the keys and values of a batch of Kafka records and
 returns, per record, whether it is a valid payload and, if so, its header
 fields, its min/max point ts and its points per hour of ts.  One numba
 kernel (``nogil``: it runs beside the Kafka fetch in another thread) walks
-each zstd frame (:func:`tailor.zstdframe.walk`), decompresses it with libzstd
+each zstd frame (:func:`tailor.format.zstdframe.walk`), decompresses it with libzstd
 into a reused scratch buffer, checks header, size, key and org, and counts
 points per hour.  The kernel only ever *accepts*: a record it does not
 accept for any reason (invalid, or merely unusual: a frame without a
 declared size whose bound exceeds the limit, a window above zstd's default
 limit, more than :data:`K_HOURS` distinct hours, libzstd not loadable) is
-decided by :func:`tailor.payload.validate`, the single authority on
+decided by :func:`tailor.format.payload.validate`, the single authority on
 validity and reasons.  The kernel accepts only what ``validate`` accepts;
 the test suite checks both agree on every invalid kind.
 
 Memory: scratch grows to the largest declared size (or block bound) of an
-accepted frame, never past :data:`tailor.payload.MAX_DECOMPRESSED`.
+accepted frame, never past :data:`tailor.format.payload.MAX_DECOMPRESSED`.
 Pure: no I/O but a log line when a record's classification raises (a bug:
 that record is then invalid with reason ``internal_error``); never raises.
 """
@@ -29,10 +35,10 @@ from typing import Final
 import numba
 import numpy as np
 
-from tailor import payload as pl
-from tailor import zstdframe as zf
 from tailor.errors import InvalidPayload
-from tailor.layout import HOUR
+from tailor.format import payload as pl
+from tailor.format import zstdframe as zf
+from tailor.format.layout import HOUR
 
 log = logging.getLogger("tailor.ingest")
 #: Distinct hours of ts per payload the kernel counts itself (more: Python).
@@ -74,7 +80,7 @@ def _kernel(vbuf, voff, vlen, kbuf, koff, klen, fn, dctx, ok, org, intake, npts,
             rawlen, min_ts, max_ts, h_rec, h_hour, h_n):
     """Accept records (see module doc); returns the number of hour triples.
 
-    ``fn``: :data:`tailor.zstdframe.DECOMPRESS_ADDR`, ``dctx``: this thread's
+    ``fn``: :data:`tailor.format.zstdframe.DECOMPRESS_ADDR`, ``dctx``: this thread's
     ``ZSTD_DCtx`` (both passed at call time: the kernel is cached on disk)."""
     scratch = np.empty(1 << 16, np.uint8)
     hh = np.empty(K_HOURS, np.int64)
@@ -193,7 +199,7 @@ RAW_SIZE: Final = 4  # not 24 + 28 * n_points bytes: bad_size
 
 @numba.njit(cache=True, nogil=True)
 def raw_status(dec, p, ln):  # type: ignore[no-untyped-def]
-    """Check the decompressed payload ``dec[p:p + ln]`` as :func:`tailor.payload.check_raw`
+    """Check the decompressed payload ``dec[p:p + ln]`` as :func:`tailor.format.payload.check_raw`
     does, in the same order; returns a ``RAW_*`` code."""
     if ln < 24:
         return RAW_SHORT
@@ -253,11 +259,11 @@ def check(keys: list[bytes | None], values: list[bytes | None]) -> Checked:
 
 def _slow(out: Checked, i: int, key: bytes | None, value: bytes | None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Decide record ``i`` with :func:`tailor.payload.validate`; fill ``out``.
+    """Decide record ``i`` with :func:`tailor.format.payload.validate`; fill ``out``.
 
     Returns its ``(hour_rec, hour_start, hour_points)`` when valid.  Never
     raises: an unexpected exception (a bug) makes the record invalid with
-    reason :data:`tailor.payload.INTERNAL_ERROR` and the exception text, so it
+    reason :data:`tailor.format.payload.INTERNAL_ERROR` and the exception text, so it
     is quarantined like any invalid record instead of stopping ingest.
     """
     try:
