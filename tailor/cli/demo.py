@@ -226,7 +226,7 @@ def _ingest(root: Path, bootstrap: str, stores: _Stores, shards_path: Path) -> t
 @dataclass
 class _Built:
     report: ReadyReport
-    smap: ShardMap
+    shard_map: ShardMap
     dashboard: str
     stages: dict[str, float]
     cluster_s: float
@@ -243,8 +243,8 @@ def _build(stack: contextlib.ExitStack[Any], stores: _Stores, shards_path: Path)
     from tailor.compute.warm import warm
     from tailor.shards import load
 
-    smap = load(str(shards_path))
-    bcfg = BuildConfig(raw=stores.raw, out=stores.out, shards=smap.all_shards(), windows=[],
+    shard_map = load(str(shards_path))
+    bcfg = BuildConfig(raw=stores.raw, out=stores.out, shards=shard_map.all_shards(), windows=[],
                        shards_file=str(shards_path), ready=True)
     t_cluster = _Timer()
     with t_cluster():
@@ -259,7 +259,7 @@ def _build(stack: contextlib.ExitStack[Any], stores: _Stores, shards_path: Path)
     t_build = _Timer()
     with t_build():
         report = build_ready(bcfg, client, echo=_say)
-    return _Built(report, smap, dashboard, _stage_seconds(client), t_cluster.seconds,
+    return _Built(report, shard_map, dashboard, _stage_seconds(client), t_cluster.seconds,
                   t_kernels.seconds, t_build.seconds)
 
 
@@ -285,7 +285,7 @@ def _run(points: int, workdir: str | None, use_s3: bool) -> int:
         prep, shards_path, moved_org = _produce(root, broker.bootstrap, points)
         ingest_s, quarantined = _ingest(root, broker.bootstrap, stores, shards_path)
         built = _build(stack, stores, shards_path)
-        checked = verify(root / "expected", stores.out, built.report, built.smap, prep,
+        checked = verify(root / "expected", stores.out, built.report, built.shard_map, prep,
                          quarantined)
         run = Run(raw_url=stores.raw_url, out_url=stores.out_url, endpoint=stores.endpoint,
                   shards_path=shards_path, moved_org=moved_org, moved_at=START + 2 * HOUR,

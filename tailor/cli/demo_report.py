@@ -78,7 +78,7 @@ class Verified:
     seconds: float = 0.0
 
 
-def verify(expected_dir: Path, out: StoreConfig, report: ReadyReport, smap: ShardMap,
+def verify(expected_dir: Path, out: StoreConfig, report: ReadyReport, shard_map: ShardMap,
            prep: ProduceReport, quarantined: int) -> Verified:
     """Compare every published chunk with the expected outcome in ``expected_dir``.
 
@@ -106,7 +106,7 @@ def verify(expected_dir: Path, out: StoreConfig, report: ReadyReport, smap: Shar
         diff = first_difference(out_store, shard, start, table)
         if diff is not None:
             v.problems.append(f"{shard}/{stamp(start)}: {diff}")
-    for m in load_manifests(out_store, smap.all_shards()).values():
+    for m in load_manifests(out_store, shard_map.all_shards()).values():
         v.points += m.points
         v.bytes += sum(f.bytes for f in m.files)
         v.duplicates_dropped += m.duplicates_dropped

@@ -25,21 +25,21 @@ from tailor.errors import ConfigError
 @s3_option
 @config_option
 @handle_errors
-def gc(**kw: Any) -> None:
+def gc(**flags: Any) -> None:
     """Report, or remove with --delete, what no build or reader will ever use."""
     from tailor.compute.gc import run
     from tailor.config import GcConfig, parse_duration
 
-    if not kw["raw"] and not kw["out"]:
+    if not flags["raw"] and not flags["out"]:
         raise ConfigError("nothing to collect", fix="pass --raw RAW and/or --out OUT")
-    older = parse_duration(kw["older_than"], what="--older-than")
+    older = parse_duration(flags["older_than"], what="--older-than")
     if older < 3600:
-        raise ConfigError(f"--older-than {kw['older_than']!r} is under one hour",
+        raise ConfigError(f"--older-than {flags['older_than']!r} is under one hour",
                           fix="pass 1h or more: younger objects may be in the middle of a write")
-    cfg = GcConfig(raw=optional_store(kw, "raw"),
-                   out=optional_store(kw, "out"),
-                   older_than_s=older, delete=kw["delete"])
-    run(cfg, as_json=kw["as_json"])
+    cfg = GcConfig(raw=optional_store(flags, "raw"),
+                   out=optional_store(flags, "out"),
+                   older_than_s=older, delete=flags["delete"])
+    run(cfg, as_json=flags["as_json"])
 
 
 @main.command("compile-kernels",

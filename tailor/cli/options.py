@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def opt(*decls: str, **kw: Any) -> Callable[[F], F]:
+def opt(*decls: str, **settings: Any) -> Callable[[F], F]:
     """A click option that also reads ``TAILOR_<FLAG>`` (e.g. TAILOR_BROKERS)."""
     flag = next(d for d in decls if d.startswith("--"))
-    kw.setdefault("envvar", "TAILOR_" + flag[2:].replace("-", "_").upper())
-    kw.setdefault("show_envvar", True)
-    return click.option(*decls, **kw)
+    settings.setdefault("envvar", "TAILOR_" + flag[2:].replace("-", "_").upper())
+    settings.setdefault("show_envvar", True)
+    return click.option(*decls, **settings)
 
 
 def _key(p: click.Parameter) -> str:
@@ -122,17 +122,17 @@ def time_arg(value: str | None, what: str) -> int | None:
     return int((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp())
 
 
-def store(kw: dict[str, Any], flag: str) -> StoreConfig:
+def store(flags: dict[str, Any], flag: str) -> StoreConfig:
     """The store of flag ``flag`` (``raw``, ``out``, ...) with the command's ``--s3-endpoint-url``.
 
     Raises pydantic's ``ValidationError`` for a URL :class:`StoreConfig` refuses.
     """
     from tailor.config import StoreConfig
 
-    return StoreConfig(url=kw[flag], s3_endpoint_url=kw["s3_endpoint_url"])
+    return StoreConfig(url=flags[flag], s3_endpoint_url=flags["s3_endpoint_url"])
 
 
-def optional_store(kw: dict[str, Any], flag: str) -> StoreConfig | None:
+def optional_store(flags: dict[str, Any], flag: str) -> StoreConfig | None:
     """:func:`store`, or None when flag ``flag`` was not given."""
-    return store(kw, flag) if kw[flag] else None
+    return store(flags, flag) if flags[flag] else None
 

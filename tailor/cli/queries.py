@@ -35,18 +35,18 @@ from tailor.cli.options import (
 @window_length_option
 @config_option
 @handle_errors
-def read(**kw: Any) -> None:
+def read(**flags: Any) -> None:
     """Print points of one series, opening only the files the manifests point to."""
     from tailor.compute.reader import run
     from tailor.config import ReadConfig
 
     cfg = ReadConfig(
-        out=store(kw, "out"),
-        org=kw["org"], metric=kw["metric"], context=kw["context"],
-        ts_from=time_arg(kw["ts_from"], "--from"), ts_to=time_arg(kw["ts_to"], "--to"),
-        shards_file=kw["shards_file"], window_seconds=window_length(kw["window_length"]),
+        out=store(flags, "out"),
+        org=flags["org"], metric=flags["metric"], context=flags["context"],
+        ts_from=time_arg(flags["ts_from"], "--from"), ts_to=time_arg(flags["ts_to"], "--to"),
+        shards_file=flags["shards_file"], window_seconds=window_length(flags["window_length"]),
     )
-    run(cfg, kw["fmt"])
+    run(cfg, flags["fmt"])
 
 
 @main.command(short_help="Show per shard and window: ingested, watermark, built, ready, stale.")
@@ -60,18 +60,18 @@ def read(**kw: Any) -> None:
 @window_length_option
 @config_option
 @handle_errors
-def status(**kw: Any) -> None:
+def status(**flags: Any) -> None:
     """Chunk readiness and staleness, from the raw index and the manifests."""
     from tailor.compute.status import run
     from tailor.config import StatusConfig, parse_duration
 
     cfg = StatusConfig(
-        raw=store(kw, "raw"),
-        out=store(kw, "out"),
-        shard=kw["shard"], grace_s=parse_duration(kw["grace"], what="--grace"),
-        shards_file=kw["shards_file"], window_seconds=window_length(kw["window_length"]),
+        raw=store(flags, "raw"),
+        out=store(flags, "out"),
+        shard=flags["shard"], grace_s=parse_duration(flags["grace"], what="--grace"),
+        shards_file=flags["shards_file"], window_seconds=window_length(flags["window_length"]),
     )
-    run(cfg, as_json=kw["as_json"])
+    run(cfg, as_json=flags["as_json"])
 
 
 @main.command(short_help="Compare two S-file roots point by point; exit 0 only if identical.")
@@ -84,17 +84,17 @@ def status(**kw: Any) -> None:
 @window_length_option
 @config_option
 @handle_errors
-def diff(**kw: Any) -> None:
+def diff(**flags: Any) -> None:
     """One-to-one comparison of two S-file roots per shard and window."""
     from tailor.compute.diff import run
     from tailor.config import DiffConfig
     from tailor.format.layout import parse_windows
 
     cfg = DiffConfig(
-        a=store(kw, "a_url"),
-        b=store(kw, "b_url"),
-        shard=kw["shard"],
-        windows=(parse_windows(kw["windows"], window_length(kw["window_length"]))
-                 if kw["windows"] else None),
+        a=store(flags, "a_url"),
+        b=store(flags, "b_url"),
+        shard=flags["shard"],
+        windows=(parse_windows(flags["windows"], window_length(flags["window_length"]))
+                 if flags["windows"] else None),
     )
-    sys.exit(run(cfg, as_json=kw["as_json"]))
+    sys.exit(run(cfg, as_json=flags["as_json"]))

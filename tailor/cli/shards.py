@@ -36,10 +36,10 @@ def _range_options(fn: F) -> F:
                     "the last 6 windows up to --to).")(fn)
 
 
-def _windows_of(kw: dict[str, Any], length: int) -> list[int]:
+def _windows_of(flags: dict[str, Any], length: int) -> list[int]:
     from tailor.compute.balance import resolve_windows
 
-    return resolve_windows(time_arg(kw["ts_from"], "--from"), time_arg(kw["ts_to"], "--to"),
+    return resolve_windows(time_arg(flags["ts_from"], "--from"), time_arg(flags["ts_to"], "--to"),
                            length)
 
 
@@ -57,17 +57,17 @@ def _windows_of(kw: dict[str, Any], length: int) -> list[int]:
 @window_length_option
 @config_option
 @handle_errors
-def report(**kw: Any) -> None:
+def report(**flags: Any) -> None:
     """Per shard: chunk points min/median/p99/max and top orgs; per window: the skew."""
     from tailor.compute.balance import run_report
     from tailor.config import ShardsReportConfig
 
-    length = window_length(kw["window_length"])
+    length = window_length(flags["window_length"])
     cfg = ShardsReportConfig(
-        raw=store(kw, "raw"),
-        shards_file=kw["shards_file"], window_seconds=length, windows=_windows_of(kw, length),
-        top=kw["top"], metrics_file=kw["metrics_file"])
-    run_report(cfg, as_json=kw["as_json"])
+        raw=store(flags, "raw"),
+        shards_file=flags["shards_file"], window_seconds=length, windows=_windows_of(flags, length),
+        top=flags["top"], metrics_file=flags["metrics_file"])
+    run_report(cfg, as_json=flags["as_json"])
 
 
 @shards.command(name="plan", short_help="Propose the next shards.yaml from observed volume.")
@@ -97,18 +97,18 @@ def report(**kw: Any) -> None:
 @window_length_option
 @config_option
 @handle_errors
-def plan_(**kw: Any) -> None:
+def plan_(**flags: Any) -> None:
     """Dedicate the fewest orgs so that shared chunks meet the target, return small ones."""
     from tailor.compute.balance import run_plan
     from tailor.config import ShardsPlanConfig
 
-    length = window_length(kw["window_length"])
+    length = window_length(flags["window_length"])
     cfg = ShardsPlanConfig(
-        raw=store(kw, "raw"), shards_file=kw["shards_file"],
-        window_seconds=length, windows=_windows_of(kw, length),
-        target_chunk_points=kw["target_chunk_points"], max_moves=kw["max_moves"],
-        out_file=kw["out_file"], since=time_arg(kw["since"], "--since"),
-        output_root=optional_store(kw, "output_root"),
-        shared_shards=kw["shared_shards"], for_new_store=kw["for_new_store"],
-        return_below=kw["return_below"])
-    run_plan(cfg, as_json=kw["as_json"])
+        raw=store(flags, "raw"), shards_file=flags["shards_file"],
+        window_seconds=length, windows=_windows_of(flags, length),
+        target_chunk_points=flags["target_chunk_points"], max_moves=flags["max_moves"],
+        out_file=flags["out_file"], since=time_arg(flags["since"], "--since"),
+        output_root=optional_store(flags, "output_root"),
+        shared_shards=flags["shared_shards"], for_new_store=flags["for_new_store"],
+        return_below=flags["return_below"])
+    run_plan(cfg, as_json=flags["as_json"])

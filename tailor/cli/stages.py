@@ -57,36 +57,36 @@ from tailor.cli.options import (
 @shards_option
 @config_option
 @handle_errors
-def ingest(**kw: Any) -> None:
+def ingest(**flags: Any) -> None:
     """Run one member of the ingest consumer group until SIGTERM/SIGINT."""
     from tailor.config import FlushPolicy, IngestConfig, parse_bytes, parse_duration
     from tailor.ingest.service import run
 
-    topics = kw["topics"]
+    topics = flags["topics"]
     is_list = all(c.isalnum() or c in "-_.," for c in topics) and not topics.endswith(".*")
     cfg = IngestConfig(
-        brokers=kw["brokers"],
+        brokers=flags["brokers"],
         topics=topic_list(topics) if is_list else None,
         topic_pattern=None if is_list else topics,
-        group=kw["group"],
-        raw=store(kw, "raw"),
+        group=flags["group"],
+        raw=store(flags, "raw"),
         flush=FlushPolicy(
-            max_age_s=parse_duration(kw["flush_age"], what="--flush-age"),
-            max_payloads=kw["flush_payloads"],
-            max_bytes=parse_bytes(kw["flush_bytes"], what="--flush-bytes"),
+            max_age_s=parse_duration(flags["flush_age"], what="--flush-age"),
+            max_payloads=flags["flush_payloads"],
+            max_bytes=parse_bytes(flags["flush_bytes"], what="--flush-bytes"),
         ),
-        memory_limit=parse_bytes(kw["memory_limit"], what="--memory-limit"),
-        part_size=parse_bytes(kw["part_size"], what="--part-size"),
-        upload_concurrency=kw["upload_concurrency"],
-        metrics_host=kw["metrics_host"],
-        metrics_port=kw["metrics_port"],
-        shards_file=kw["shards_file"],
-        exit_when_idle_s=(parse_duration(kw["exit_when_idle"], what="--exit-when-idle")
-                          if kw["exit_when_idle"] else None),
-        log_every_s=parse_duration(kw["log_every"], what="--log-every"),
-        shutdown_deadline_s=parse_duration(kw["shutdown_deadline"], what="--shutdown-deadline"),
-        metadata_max_age_s=parse_duration(kw["metadata_max_age"], what="--metadata-max-age"),
-        watermark_interval_s=parse_duration(kw["watermark_interval"],
+        memory_limit=parse_bytes(flags["memory_limit"], what="--memory-limit"),
+        part_size=parse_bytes(flags["part_size"], what="--part-size"),
+        upload_concurrency=flags["upload_concurrency"],
+        metrics_host=flags["metrics_host"],
+        metrics_port=flags["metrics_port"],
+        shards_file=flags["shards_file"],
+        exit_when_idle_s=(parse_duration(flags["exit_when_idle"], what="--exit-when-idle")
+                          if flags["exit_when_idle"] else None),
+        log_every_s=parse_duration(flags["log_every"], what="--log-every"),
+        shutdown_deadline_s=parse_duration(flags["shutdown_deadline"], what="--shutdown-deadline"),
+        metadata_max_age_s=parse_duration(flags["metadata_max_age"], what="--metadata-max-age"),
+        watermark_interval_s=parse_duration(flags["watermark_interval"],
                                             what="--watermark-interval"),
     )
     sys.exit(run(cfg))
@@ -96,24 +96,25 @@ def ingest(**kw: Any) -> None:
 MIN_MEMORY_BUDGET = 16 * 2**20
 
 
-def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> BuildConfig:
+def _build_config(flags: dict[str, Any], shards: list[str], windows: list[int]) -> BuildConfig:
     from tailor.config import BuildConfig, parse_bytes, parse_duration
 
-    budget = parse_bytes(kw["memory_budget"], what="--memory-budget")
+    budget = parse_bytes(flags["memory_budget"], what="--memory-budget")
     if budget < MIN_MEMORY_BUDGET:
-        raise ConfigError(f"--memory-budget {kw['memory_budget']!r} is below 16MiB",
+        raise ConfigError(f"--memory-budget {flags['memory_budget']!r} is below 16MiB",
                           fix="give the build data one worker may hold, at least 16MiB; the "
                               "default 4GiB suits 2 workers on a 24 GiB machine")
     return BuildConfig(
-        raw=store(kw, "raw"),
-        out=store(kw, "out"),
-        shards=shards, windows=windows, window_seconds=window_length(kw["window_length"]),
-        scheduler=kw["scheduler"], range_bytes=parse_bytes(kw["range_bytes"], what="--range-bytes"),
+        raw=store(flags, "raw"),
+        out=store(flags, "out"),
+        shards=shards, windows=windows, window_seconds=window_length(flags["window_length"]),
+        scheduler=flags["scheduler"],
+        range_bytes=parse_bytes(flags["range_bytes"], what="--range-bytes"),
         memory_budget=budget,
-        rows_per_partition=kw["rows_per_partition"],
-        shards_file=kw["shards_file"], n_workers=kw["workers"], processes=kw["processes"],
-        dashboard=kw["dashboard"],
-        ready=kw["ready"], grace_s=parse_duration(kw["grace"], what="--grace"),
+        rows_per_partition=flags["rows_per_partition"],
+        shards_file=flags["shards_file"], n_workers=flags["workers"], processes=flags["processes"],
+        dashboard=flags["dashboard"],
+        ready=flags["ready"], grace_s=parse_duration(flags["grace"], what="--grace"),
     )
 
 
@@ -149,36 +150,36 @@ def _build_config(kw: dict[str, Any], shards: list[str], windows: list[int]) -> 
 @window_length_option
 @config_option
 @handle_errors
-def build(**kw: Any) -> None:
+def build(**flags: Any) -> None:
     """Build (or rebuild) chunks; exit 0 only when every requested chunk published."""
     from tailor.compute.build import run
     from tailor.format.layout import parse_window, parse_windows
     from tailor.shards import load
 
-    smap = load(kw["shards_file"])
-    if kw["shard"] and kw["all_shards"]:
+    shard_map = load(flags["shards_file"])
+    if flags["shard"] and flags["all_shards"]:
         raise ConfigError("--shard and --all-shards exclude each other", fix="pass one")
-    if kw["shard"]:
-        shards = [smap.check_shard(kw["shard"])]
-    elif kw["all_shards"]:
-        shards = smap.all_shards()
+    if flags["shard"]:
+        shards = [shard_map.check_shard(flags["shard"])]
+    elif flags["all_shards"]:
+        shards = shard_map.all_shards()
     else:
         raise ConfigError("no shard given", fix="pass --shard SHARD or --all-shards")
-    length = window_length(kw["window_length"])
-    if kw["ready"]:
-        if kw["window"] or kw["windows"]:
+    length = window_length(flags["window_length"])
+    if flags["ready"]:
+        if flags["window"] or flags["windows"]:
             raise ConfigError("--ready picks windows itself",
                               fix="drop --window/--windows, or drop --ready")
         windows: list[int] = []
-    elif kw["window"] and kw["windows"]:
+    elif flags["window"] and flags["windows"]:
         raise ConfigError("--window and --windows exclude each other", fix="pass one")
-    elif kw["window"]:
-        windows = [parse_window(kw["window"], length)]
-    elif kw["windows"]:
-        windows = parse_windows(kw["windows"], length)
+    elif flags["window"]:
+        windows = [parse_window(flags["window"], length)]
+    elif flags["windows"]:
+        windows = parse_windows(flags["windows"], length)
     else:
         raise ConfigError("no window given",
                           fix="pass --window YYYY-MM-DDTHH, --windows FROM..TO or --ready")
-    code = run(_build_config(kw, shards, windows))
+    code = run(_build_config(flags, shards, windows))
     exit_fast()  # every output published or failed and said so; the cluster is closed
     sys.exit(code)

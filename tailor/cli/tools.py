@@ -42,18 +42,19 @@ from tailor.cli.options import (
 @window_length_option
 @config_option
 @handle_errors
-def produce(**kw: Any) -> None:
+def produce(**flags: Any) -> None:
     """Produce a reproducible synthetic intake stream (see README)."""
     from tailor.config import ProduceConfig
     from tailor.format.layout import parse_stamp
     from tailor.testing.produce import run
 
     cfg = ProduceConfig(
-        brokers=kw["brokers"], topics=topic_list(kw["topics"]), partitions=kw["partitions"],
-        points=kw["points"], seed=kw["seed"], rate=kw["rate"], invalid_rate=kw["invalid_rate"],
-        expected=kw["expected"], orgs=kw["orgs"], start=parse_stamp(kw["start"], what="--start"),
-        hours=kw["hours"], shards_file=kw["shards_file"],
-        window_seconds=window_length(kw["window_length"]),
+        brokers=flags["brokers"], topics=topic_list(flags["topics"]),
+        partitions=flags["partitions"], points=flags["points"], seed=flags["seed"],
+        rate=flags["rate"], invalid_rate=flags["invalid_rate"], expected=flags["expected"],
+        orgs=flags["orgs"], start=parse_stamp(flags["start"], what="--start"),
+        hours=flags["hours"], shards_file=flags["shards_file"],
+        window_seconds=window_length(flags["window_length"]),
     )
     click.echo(run(cfg).summary())
 

@@ -20,7 +20,7 @@ from tailor.compute.diff import read_chunk
 from tailor.compute.ready import build_ready, chunk_rows
 from tailor.compute.status import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.format import payload as P
+from tailor.format import payload
 from tailor.format.layout import HOUR, stamp
 from tailor.shards import load
 from tailor.storage import Store
@@ -141,10 +141,10 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     # A new point for the first window of an org's shard, arriving much later.
     org = int(stream.synth.pay_org[0])
     shard = smap.shard_for(org, T0)
-    pts = np.zeros(1, dtype=P.RECORD_DTYPE)
+    pts = np.zeros(1, dtype=payload.RECORD_DTYPE)
     pts[0] = (4242, 4343, T0 + 60, 3.25)
     intake = int(stream.synth.pay_intake_ns.max()) + 10**9
-    late = SynthRecord(stream.topics[0], 1, str(org).encode(), P.encode(org, intake, pts),
+    late = SynthRecord(stream.topics[0], 1, str(org).encode(), payload.encode(org, intake, pts),
                        "valid", org, intake, 1)
     send(stream.broker.bootstrap, [late])
     ingest(stream.broker.bootstrap, stream.topics, stream.raw, shards_file=stream.shards_file)
