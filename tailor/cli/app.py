@@ -2,7 +2,8 @@
 
 Exit codes: 0 clean stop, 2 bad usage or config, 1 fatal error (reason on
 stderr).  The commands register themselves on :func:`main` from the modules
-:mod:`tailor.cli` imports."""
+:mod:`tailor.cli` imports.
+"""
 
 from __future__ import annotations
 

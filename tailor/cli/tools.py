@@ -1,5 +1,8 @@
-"""``tailor produce`` and ``tailor demo``: a synthetic stream, and the whole pipeline on
-services the demo starts itself (:mod:`tailor.testing`)."""
+"""``tailor produce`` and ``tailor demo``: a synthetic stream, and the whole pipeline.
+
+The demo runs on services it starts itself (:mod:`tailor.testing`); its phases
+are :mod:`tailor.cli.demo`.
+"""
 
 from __future__ import annotations
 
