@@ -293,7 +293,7 @@ def _run(points: int, workdir: str | None, use_s3: bool) -> int:
                 diff = _first_difference(out_store, shard, start, table)
                 if diff is not None:
                     problems.append(f"{shard}/{stamp(start)}: {diff}")
-            from tailor.compute.status import load_manifests
+            from tailor.compute.state import load_manifests
 
             for m in load_manifests(out_store, smap.all_shards()).values():
                 n_out += m.points
