@@ -337,7 +337,7 @@ def _time_arg(value: str | None, what: str) -> int | None:
 @handle_errors
 def read(**kw: Any) -> None:
     """Print points of one series, opening only the files the manifests point to."""
-    from tailor.compute.reader import run
+    from tailor.compute.sfile_reader import run
 
     cfg = ReadConfig(
         out=StoreConfig(url=kw["out"], s3_endpoint_url=kw["s3_endpoint_url"]),
