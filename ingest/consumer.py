@@ -33,8 +33,8 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -43,7 +43,7 @@ from tailor import batchcheck, metrics
 from tailor.config import IngestConfig
 from tailor.errors import TailorError
 from tailor.ingest.batcher import TP, Batcher, Invalid, Item, item_tps
-from tailor.ingest.classify import Classifier
+from tailor.ingest.classify import Classifier, Record
 from tailor.ingest.member import log
 from tailor.ingest.rebalance import Rebalance, _Listener
 from tailor.ingest.watermarks import Watermarks
@@ -269,5 +269,5 @@ def fetch_bytes(memory_limit: int) -> int:
     return max(1 << 20, min(64 << 20, memory_limit // 32))
 
 
-def _record_bytes(fetch: list[tuple[TP, Any]]) -> int:
+def _record_bytes(fetch: Sequence[tuple[TP, Sequence[Record]]]) -> int:
     return sum(len(r.value or b"") + len(r.key or b"") for _, recs in fetch for r in recs)
