@@ -1,7 +1,7 @@
 """``tailor shards report`` and ``tailor shards plan``: shard balance from the index alone.
 
 A thin adapter: :func:`load_volume` reads the index records of the windows
-asked for (through :func:`tailor.compute.status.load_records`, never a raw
+asked for (through :func:`tailor.compute.state.load_records`, never a raw
 object); the numbers come from the pure :mod:`tailor.compute.volume` and
 :mod:`tailor.compute.shardplan`; the rest is formatting, the metrics file and
 the shards.yaml writer.
@@ -27,7 +27,7 @@ from tailor.storage import Store
 
 from .publish import published_chunks
 from .shardplan import Plan, plan
-from .status import load_records, raw_shards_for
+from .state import load_records, raw_shards_for
 from .volume import Dist, Placed, Volume, collect, place
 
 #: Windows looked at when no --from/--to is given: the last day of 4 h windows.

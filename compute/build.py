@@ -346,7 +346,7 @@ def summary(r: ChunkResult, *, max_reports: int = 5) -> str:
 
 def run(cfg: BuildConfig) -> int:
     """Build every requested chunk; 0 only when all published, else 1."""
-    if cfg.ready:  # `build --ready` (ops, issue 4): selection, leases, summary in ready.py
+    if cfg.ready:  # `build --ready` (ops, issue 4): the runner in ready.py
         from .ready import run_ready
 
         return run_ready(cfg)

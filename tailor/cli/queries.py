@@ -37,7 +37,7 @@ from tailor.cli.options import (
 @handle_errors
 def read(**flags: Any) -> None:
     """Print points of one series, opening only the files the manifests point to."""
-    from tailor.compute.reader import run
+    from tailor.compute.sfile_reader import run
     from tailor.config import ReadConfig
 
     cfg = ReadConfig(

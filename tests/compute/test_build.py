@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from tailor.compute import build, reader
+from tailor.compute import build, sfile_reader
 from tailor.compute.build import build_chunks
 from tailor.compute.encode import SCHEMA
 from tailor.compute.publish import read_manifest
@@ -165,15 +165,15 @@ def test_manifest_lookup_opens_one_file(client: Client, tmp_path: Path) -> None:
     assert m is not None and len(m.files) >= 3
     exp = expected(gens, SHARD, SMAP, T0) + expected(gens, SHARD, SMAP, T0 + W)
     org, met, ctx = exp[len(exp) // 3][:3]
-    files = reader.files_for(m, org, met, ctx)
+    files = sfile_reader.files_for(m, org, met, ctx)
     assert len(files) == 1
-    refs = reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, None, None, W)
+    refs = sfile_reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, None, None, W)
     assert [r.file.path for r in refs if r.manifest.window_start == T0] == [files[0].path]
-    t = reader.read_series(out_cfg.url, org, met, ctx)
+    t = sfile_reader.read_series(out_cfg.url, org, met, ctx)
     assert rows_of(t) == [r for r in exp if r[:3] == (org, met, ctx)]
-    t2 = reader.read_series(out_cfg.url, org, met, None, ts_from=T0 + 60, ts_to=T0 + W + 60)
+    t2 = sfile_reader.read_series(out_cfg.url, org, met, None, ts_from=T0 + 60, ts_to=T0 + W + 60)
     assert rows_of(t2) == [r for r in exp if r[:2] == (org, met) and T0 + 60 <= r[3] < T0 + W + 60]
-    assert reader.files_for(m, 2**32 - 1, 0, None) == []
+    assert sfile_reader.files_for(m, 2**32 - 1, 0, None) == []
     assert np.all(np.diff(t.column("ts").to_numpy()) > 0)
 
 

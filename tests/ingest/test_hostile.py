@@ -11,8 +11,8 @@ import numpy as np
 
 from tailor.compute.balance import load_volume
 from tailor.compute.diff import read_chunk
-from tailor.compute.ready import chunk_rows
-from tailor.compute.status import load_state
+from tailor.compute.readiness import chunk_rows
+from tailor.compute.state import load_state
 from tailor.compute.volume import place
 from tailor.config import StoreConfig
 from tailor.format import layout

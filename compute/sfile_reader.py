@@ -3,7 +3,8 @@
 A reader goes through manifests only: :func:`files_for` bisects a manifest's
 files on their key ranges and returns the one file that can hold a series
 (or the few that can hold a metric's series); :func:`plan_read` does that for
-every chunk of the time range; nothing else is opened.
+every chunk of the time range; nothing else is opened.  (The build's read
+stage, which reads raw objects, is :mod:`tailor.compute.read`.)
 """
 
 from __future__ import annotations

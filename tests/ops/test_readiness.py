@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from tailor.compute.ready import (
+from tailor.compute.readiness import (
     ChunkRow,
     chunk_rows,
     durable_until,
     ingest_watermark,
     is_ready,
-    moves,
     select_ready,
 )
+from tailor.compute.reshard import moves
 from tailor.format.layout import HOUR, object_key, stamp
 from tailor.format.records import CLOCK_SLACK_NS, InputObject, Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, parse
@@ -153,7 +153,7 @@ def test_moved_org_objects_count_for_both_shards_only_around_the_cutover() -> No
 
 
 def test_only_records_not_accounted_for_by_manifests_are_read() -> None:
-    from tailor.compute.ready import records_to_read
+    from tailor.compute.readiness import records_to_read
 
     a = rec("org-mod-0", "a", {T0: 5, T0 + W: 1})  # feeds two windows
     b = rec("org-mod-0", "b", {T0: 2})
@@ -181,7 +181,7 @@ def test_only_records_not_accounted_for_by_manifests_are_read() -> None:
 
 
 def test_moved_org_source_is_read_unless_the_dedicated_chunk_holds_it() -> None:
-    from tailor.compute.ready import records_to_read
+    from tailor.compute.readiness import records_to_read
 
     shared = rec("org-mod-0", "s", {T0: 3}, orgs=[2, 4])
     listing = {"org-mod-0": {"s": [T0]}}
