@@ -19,9 +19,16 @@ import numpy as np
 import zstandard
 from distributed.metrics import context_meter
 
-from tailor import framing, payload
-from tailor.batchcheck import RAW_MAGIC, RAW_OK, RAW_RESERVED, RAW_SHORT, RAW_SIZE, raw_status
 from tailor.errors import InvalidPayload
+from tailor.format import framing, payload
+from tailor.format.validate_batch import (
+    RAW_MAGIC,
+    RAW_OK,
+    RAW_RESERVED,
+    RAW_SHORT,
+    RAW_SIZE,
+    raw_status,
+)
 from tailor.metrics import STAGE_DECODE, STAGE_ZSTD
 from tailor.shards import ShardMap
 
@@ -30,7 +37,7 @@ from .read import RawRange
 #: Decompressed bytes per zstd batch (bounds the transient buffer).
 BATCH_BYTES = 32 * 2**20
 
-# Kernel status codes (tailor.batchcheck.RAW_*, then 5) → contract reasons.
+# Kernel status codes (tailor.format.validate_batch.RAW_*, then 5) → contract reasons.
 _KEY_MISMATCH = 5
 _REASON = {RAW_SHORT: payload.BAD_SIZE, RAW_MAGIC: payload.BAD_MAGIC,
            RAW_RESERVED: payload.BAD_RESERVED, RAW_SIZE: payload.BAD_SIZE,

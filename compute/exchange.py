@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 from distributed import Client
 
-from tailor import layout
 from tailor.config import StoreConfig
 from tailor.errors import TailorError
+from tailor.format import layout
 from tailor.shards import ShardMap
 
 from . import merge, route

@@ -31,8 +31,8 @@ from distributed.metrics import context_meter
 
 from tailor.config import StoreConfig
 from tailor.errors import TailorError
+from tailor.format.records import Manifest, PartFile
 from tailor.metrics import STAGE_READ
-from tailor.records import Manifest, PartFile
 from tailor.shards import ShardMap
 from tailor.storage import Store
 

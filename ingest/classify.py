@@ -1,9 +1,9 @@
 """One Kafka fetch → batcher items, batch-wise: no I/O, no asyncio, no per-payload Python.
 
 :meth:`Classifier.classify` takes the records of one ``getmany`` result,
-validates them together (:func:`tailor.batchcheck.check`), routes the valid
+validates them together (:func:`tailor.format.validate_batch.check`), routes the valid
 payloads to their raw shards (:meth:`tailor.shards.ShardMap.shard_codes`),
-frames them (:func:`tailor.framing.encode_frames`), and returns one
+frames them (:func:`tailor.format.framing.encode_frames`), and returns one
 :class:`~tailor.ingest.batcher.Valid` per raw shard (its frames back to back
 plus everything the object record needs) and one
 :class:`~tailor.ingest.batcher.Invalid` per invalid record.  The heavy parts
@@ -26,10 +26,10 @@ from typing import Protocol
 
 import numpy as np
 
-from tailor import batchcheck, framing
+from tailor.format import framing, validate_batch
+from tailor.format.records import QuarantineEntry
 from tailor.ingest.batcher import TP, Invalid, Item, Valid
 from tailor.ingest.orgvolume import by_code as volumes_by_code
-from tailor.records import QuarantineEntry
 from tailor.shards import ShardMap
 
 MAX_TOPICS = 1 << 16  # frame topic_idx is a u16
@@ -87,7 +87,7 @@ class Classifier:
         values = [r.value for r in recs]
         offsets = np.fromiter((r.offset for r in recs), np.int64, n)
         tpi = np.repeat(np.arange(len(tps), dtype=np.int64), [len(rs) for _, rs in fetch])
-        chk = batchcheck.check(keys, values)
+        chk = validate_batch.check(keys, values)
         items: list[Item] = []
         for i, exc in sorted(chk.errors.items()):
             (topic, part), r = tps[int(tpi[i])], recs[i]
@@ -104,7 +104,7 @@ class Classifier:
         return items
 
     def _groups(self, tps: list[TP], tpi: np.ndarray, offsets: np.ndarray,
-                chk: batchcheck.Checked, valid: np.ndarray) -> list[Valid]:
+                chk: validate_batch.Checked, valid: np.ndarray) -> list[Valid]:
         """One :class:`Valid` per raw shard of the valid records ``valid``."""
         n = len(offsets)
         ntp = len(tps)

@@ -14,7 +14,7 @@ One :class:`Ingester` runs one asyncio loop (:meth:`Ingester.run`):
   never crashes the loop and never lets offsets advance past its records
   (``tailor_ingest_oldest_unflushed_seconds`` shows how long data has waited).
 - After writes become durable the committable offsets are committed, then a
-  :class:`tailor.records.Watermark` is written per committed partition; every
+  :class:`tailor.format.records.Watermark` is written per committed partition; every
   ``watermark_interval_s`` the watermark of every assigned partition is
   written again, so a quiet one stays fresh (:mod:`tailor.ingest.watermarks`).
 - Backpressure: at ``memory_limit`` bytes (buffered batches plus the fetches
@@ -45,16 +45,18 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from tailor import batchcheck, layout, metrics
+from tailor import metrics
 from tailor.config import IngestConfig
 from tailor.errors import StorageError, TailorError
+from tailor.format import layout, validate_batch
+from tailor.format.records import CLOCK_SLACK_NS, Watermark
 from tailor.ingest.batcher import OBJECT, TP, Batch, Batcher, Invalid, Item, item_tps
 from tailor.ingest.classify import Classifier
 from tailor.ingest.watermarks import Watermarks
 from tailor.ingest.writer import Writer
-from tailor.records import CLOCK_SLACK_NS, Watermark
 from tailor.shards import ShardMap
-from tailor.storage import Store, failure_reason
+from tailor.storage import Store
+from tailor.store_failures import failure_reason
 
 log = logging.getLogger("tailor.ingest")
 POLL_MS = 200
@@ -124,7 +126,7 @@ class Ingester:
         Kafka errors at start (bad brokers).
         """
         # Compile the classifier's kernels before joining the group.
-        await asyncio.get_running_loop().run_in_executor(self.cpool, batchcheck.warm)
+        await asyncio.get_running_loop().run_in_executor(self.cpool, validate_batch.warm)
         try:
             await self.consumer.start()
         except KafkaError as exc:

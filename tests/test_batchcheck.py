@@ -1,22 +1,26 @@
-"""The batch validator and :func:`tailor.payload.validate` each give, record by record,
+"""The batch validator and :func:`tailor.format.payload.validate` each give, record by record,
 what docs/contracts.md, "Point payload" says (labels by construction, a plain-Python oracle for
-damaged frames), and the batch framing agrees with :func:`tailor.framing.encode_frame`.
+damaged frames), and the batch framing agrees with :func:`tailor.format.framing.encode_frame`.
 Pure, no Kafka."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import numpy as np
 import pytest
 import zstandard
 
-from tailor import batchcheck, framing, zstdframe
-from tailor import payload as pl
 from tailor.errors import InvalidPayload
-from tailor.layout import HOUR
+from tailor.format import framing, validate_batch, zstdframe
+from tailor.format import payload as pl
+from tailor.format.layout import HOUR
 from tailor.shards import Dedicated, ShardMap
 
 T0 = 1767225600
@@ -158,7 +162,7 @@ def test_oracle_labels_agree_with_itself() -> None:
 def test_check_gives_what_the_contract_says() -> None:
     assert zstdframe.DECOMPRESS is not None, "libzstd must load: the kernel is what is tested"
     recs = _records()
-    chk = batchcheck.check([k for k, _, _ in recs], [v for _, v, _ in recs])
+    chk = validate_batch.check([k for k, _, _ in recs], [v for _, v, _ in recs])
     assert chk.ok.sum() >= 25 and (~chk.ok).sum() >= 40
     for i, (_key, _value, want) in enumerate(recs):
         sel = chk.hour_rec == i
@@ -204,7 +208,7 @@ def test_an_unexpected_exception_costs_one_record(monkeypatch: pytest.MonkeyPatc
     keys: list[bytes | None] = [b"5", b"7", b"9" * 5000, b"5"]
     vals: list[bytes | None] = [pl.encode(5, 1, _points(3, 1)), bad_size, b"junk",
                                 pl.encode(5, 2, _points(3, 2))]
-    chk = batchcheck.check(keys, vals)
+    chk = validate_batch.check(keys, vals)
     assert chk.ok.tolist() == [True, False, False, True]
     assert chk.errors[1].reason == pl.INTERNAL_ERROR and "boom at record 7" in chk.errors[1].detail
     assert chk.errors[2].reason == pl.NOT_ONE_FRAME
@@ -216,9 +220,9 @@ def test_kernel_accepts_ordinary_payloads_itself(monkeypatch: pytest.MonkeyPatch
     calls: list[int] = []
     real = pl.validate
     monkeypatch.setattr(pl, "validate", lambda k, v: calls.append(1) or real(k, v))
-    vals = [pl.encode(5, i, _points(30, i, batchcheck.K_HOURS), content_size=bool(i % 2))
+    vals = [pl.encode(5, i, _points(30, i, validate_batch.K_HOURS), content_size=bool(i % 2))
             for i in range(20)]
-    chk = batchcheck.check([b"5"] * 20, list(vals))
+    chk = validate_batch.check([b"5"] * 20, list(vals))
     assert chk.ok.all() and not calls
 
 
@@ -271,3 +275,19 @@ def test_shard_codes_match_shard_for() -> None:
     names = smap.all_shards()
     got = [names[c] for c in smap.shard_codes(org, ts)]
     assert got == [smap.shard_for(int(o), int(t)) for o, t in zip(org, ts, strict=True)]
+
+
+@pytest.mark.services  # two interpreters in subprocesses (a compile: seconds)
+def test_a_second_process_loads_the_kernel_from_numba_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    cmd = [sys.executable, "-c", "from tailor.format import validate_batch; validate_batch.warm()"]
+
+    def run() -> str:
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        assert res.returncode == 0, res.stderr
+        return res.stdout + res.stderr
+
+    run()
+    second = [ln for ln in run().splitlines() if "validate_batch._kernel" in ln]
+    assert any(ln.startswith("[cache] data loaded from") for ln in second), second
+    assert not any("data saved" in ln for ln in second), second

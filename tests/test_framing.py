@@ -1,4 +1,4 @@
-"""tailor.framing: raw-object frames survive round trips, tears and corruption."""
+"""tailor.format.framing: raw-object frames survive round trips, tears and corruption."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 
-from tailor import framing as F
+from tailor.format import framing as F
 
 
 def make_frames(rng: random.Random, n: int) -> tuple[bytes, list[dict[str, int]]]:

@@ -1,11 +1,11 @@
-"""tailor.layout: stamps, window arithmetic and object keys."""
+"""tailor.format.layout: stamps, window arithmetic and object keys."""
 
 from __future__ import annotations
 
 import pytest
 
-from tailor import layout as L
 from tailor.errors import ConfigError
+from tailor.format import layout as L
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 

@@ -1,4 +1,4 @@
-"""tailor.payload: the section-1 codec and every named invalid reason."""
+"""tailor.format.payload: the section-1 codec and every named invalid reason."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import zstandard
 
-from tailor import payload as P
 from tailor.errors import InvalidPayload
+from tailor.format import payload as P
 
 ORG = 3_000_000_007  # >= 2**31: catches signed u32 handling
 

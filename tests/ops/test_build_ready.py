@@ -16,16 +16,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tailor import payload as P
 from tailor.compute.diff import read_chunk
 from tailor.compute.ready import build_ready, chunk_rows
 from tailor.compute.status import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.layout import HOUR, stamp
-from tailor.services import Broker, create_topics
+from tailor.format import payload as P
+from tailor.format.layout import HOUR, stamp
 from tailor.shards import load
 from tailor.storage import Store
-from tailor.synth import POINT_SCHEMA, Synth, SynthRecord, generate
+from tailor.testing.oracle import POINT_SCHEMA
+from tailor.testing.services import Broker, create_topics
+from tailor.testing.stream import Synth, SynthRecord, generate
 from tests.ops.pipeline import ingest, mismatches, send
 
 T0 = 1767225600
@@ -123,7 +124,7 @@ def test_two_concurrent_runs_publish_each_chunk_once(
     assert mismatches(out, expected) == []
     # One attempt's files per chunk: nobody published over anybody.
     for shard, start in expected:
-        from tailor.layout import chunk_dir
+        from tailor.format.layout import chunk_dir
 
         parts = [k for k in out.list(chunk_dir(shard, start) + "/") if k.endswith(".parquet")]
         assert len({k.rsplit("/", 1)[-1].split("-")[1] for k in parts}) == 1, parts

@@ -15,9 +15,9 @@ import pytest
 from tailor.compute.diff import compare, read_chunk
 from tailor.config import StoreConfig
 from tailor.demo import _first_difference
-from tailor.layout import manifest_key
+from tailor.format.layout import manifest_key
 from tailor.storage import Store
-from tailor.synth import POINT_SCHEMA
+from tailor.testing.oracle import POINT_SCHEMA
 from tests import contract
 from tests.ops.chunks import write_chunk
 
