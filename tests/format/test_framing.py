@@ -113,3 +113,28 @@ def test_crc32_equals_zlib() -> None:
         data = rng.randbytes(rng.randrange(0, 100))
         a, b = sorted(rng.randrange(len(data) + 1) for _ in range(2))
         assert framing.crc32(arr(data), a, b, framing._CRC_TABLE) == zlib.crc32(data[a:b])
+
+
+def test_big_bodies_checked_by_zlib_as_by_the_kernel() -> None:
+    """Bodies of DEFER_CRC bytes or more: a corrupt one is skipped exactly like a small one,
+    and the frames found are those of the full in-kernel scan."""
+    for seed in range(12):
+        rng = random.Random(200 + seed)
+        frames, meta, pos = [], [], 0
+        for _ in range(6):
+            d = framing.DEFER_CRC
+            body = rng.randbytes(rng.choice([100, d - 1, d, 3 * d]))
+            frames.append(framing.encode_frame(body, raw_len=len(body), org_id=7, n_points=1,
+                                               intake_ns=seed, offset=pos, partition=0))
+            meta.append({"pos": pos, "body_len": len(body), "raw_len": len(body), "org_id": 7,
+                         "n_points": 1, "intake_ns": seed, "offset": pos, "partition": 0,
+                         "topic_idx": 0})
+            pos += len(frames[-1])
+        buf = b"".join(frames)
+        check(framing.scan(arr(buf), len(buf), at_boundary=True), meta)
+        victim = rng.randrange(6)
+        b = bytearray(buf)
+        b[meta[victim]["pos"] + framing.HEADER_SIZE + rng.randrange(meta[victim]["body_len"])] ^= 4
+        res = framing.scan(arr(bytes(b)), len(b), at_boundary=True)
+        check(res, meta[:victim] + meta[victim + 1:])
+        assert list(res.corrupt) == [meta[victim]["pos"]]
