@@ -235,7 +235,7 @@ def _decompress_batch(raw: RawRange, sel: np.ndarray, dctx: zstandard.ZstdDecomp
     return buf, offs, lens, np.array(kept, np.int64), None
 
 
-def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) -> Points:
+def decode_range(raw: RawRange, shard: str, shard_map: ShardMap, lo: int, hi: int) -> Points:
     """Points of the owned frames of ``raw`` with ts in ``[lo, hi)`` that belong to ``shard``.
 
     Never raises on bad data: corrupt frames and invalid payloads land in
@@ -283,7 +283,7 @@ def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) ->
         pts = out.slice(0, n)
         if n < cap // 2:  # give the unused capacity back
             pts = pts.copy()
-        mask = smap.keep_mask(shard, pts.org, pts.ts)
+        mask = shard_map.keep_mask(shard, pts.org, pts.ts)
         if mask is not None:
             pts = pts.take(mask)
     pts.frames = nf

@@ -106,7 +106,7 @@ def _in_windows(pts: Points, windows: Sequence[tuple[int, int]]) -> Points:
 
 
 # -- tasks (module-level: they run on workers) -----------------------------------
-def t_map(raw: StoreConfig, smap: ShardMap, shard: str, items: list[RangeItem],
+def t_map(raw: StoreConfig, shard_map: ShardMap, shard: str, items: list[RangeItem],
           windows: list[tuple[int, int]], stride: int) -> MapOut:
     """Decode ranges ``items`` once; keep the rows of the unit's ``windows``; sample them.
 
@@ -116,7 +116,7 @@ def t_map(raw: StoreConfig, smap: ShardMap, shard: str, items: list[RangeItem],
     readers = UNIT_READERS if store(raw).is_s3 and len(items) > 1 else 0
     reports: dict[ReadTask, Report] = {}
     pieces: list[Points] = []
-    for t, pts in decode_ranges(raw, smap, shard, items, readers=readers):
+    for t, pts in decode_ranges(raw, shard_map, shard, items, readers=readers):
         reports[t] = t_report(pts)
         pieces.append(_in_windows(pts, windows))
     rows = concat(pieces) if len(pieces) != 1 else pieces[0].slice(0, len(pieces[0]))
@@ -187,7 +187,7 @@ def t_publish_unit(out: StoreConfig, plans: list[ChunkPlan], attempts: list[str]
 
 
 # -- graph -----------------------------------------------------------------------
-def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
                     plans: list[ChunkPlan], attempts: list[str], rows_per_partition: int,
                     memory_budget: int, workers: int) -> Any:
     """Submit a unit's distributed sort; returns the future of its publish task.
@@ -211,7 +211,7 @@ def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, smap: Sh
     items = range_items(plans)
     unit_bytes = sum(t.end - t.start for t, _a, _b in items)
     groups = group_ranges(items, map_group_bytes(memory_budget, unit_bytes, workers))
-    maps = [sub(t_map, raw, smap, shard, g, windows, stride, name=f"map-{i}")
+    maps = [sub(t_map, raw, shard_map, shard, g, windows, stride, name=f"map-{i}")
             for i, g in enumerate(groups)]
     metas = [sub(t_meta, m, name=f"sample-{i}") for i, m in enumerate(maps)]
     spl = sub(t_splitters, nparts, *metas, name="splitters")

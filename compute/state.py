@@ -66,9 +66,9 @@ def _parse(model: type[Any], key: str, data: bytes, store: Store) -> Any:
             from None
 
 
-def raw_shards_for(smap: ShardMap, shards: Iterable[str]) -> list[str]:
+def raw_shards_for(shard_map: ShardMap, shards: Iterable[str]) -> list[str]:
     """The raw shards whose index can hold points of ``shards``."""
-    return sorted({raw for s in shards for raw, _ in smap.sources(s)})
+    return sorted({raw for s in shards for raw, _ in shard_map.sources(s)})
 
 
 def load_records(raw: Store, raw_shards: Iterable[str],
@@ -136,7 +136,7 @@ def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], M
     return {chunk_of[k]: parse_manifest(out, k, d) for k, d in _read_many(out, list(chunk_of))}
 
 
-def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
+def load_state(raw: Store, out: Store, shard_map: ShardMap, shards: Sequence[str], *,
                length: int = WINDOW_SECONDS, full: bool = False) -> State:
     """List the index, read the manifests and watermarks, and the index records.
 
@@ -149,18 +149,18 @@ def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
     raw.invalidate()
     out.invalidate()
     manifests = load_manifests(out, shards)
-    listing, where = scan_index(raw, raw_shards_for(smap, shards))
+    listing, where = scan_index(raw, raw_shards_for(shard_map, shards))
     need = ({(rs, b) for rs, bs in listing.items() for b in bs} if full else
-            records_to_read(smap, shards, listing, manifests, length=length))
+            records_to_read(shard_map, shards, listing, manifests, length=length))
     keys = sorted(where[n] for n in need)
     records = [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, keys)]
     return State(records, manifests, load_watermarks(raw), listing)
 
 
-def load_chunk(raw: Store, out: Store, smap: ShardMap, shard: str, start: int,
+def load_chunk(raw: Store, out: Store, shard_map: ShardMap, shard: str, start: int,
                length: int) -> tuple[list[ObjectRecord], Manifest | None]:
     """The candidate index records and the manifest of one chunk, read afresh."""
     raw.invalidate()
     out.invalidate()
-    recs = load_records(raw, raw_shards_for(smap, [shard]), hours(start, length))
+    recs = load_records(raw, raw_shards_for(shard_map, [shard]), hours(start, length))
     return recs, read_manifest(out, shard, start)
