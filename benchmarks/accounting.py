@@ -24,7 +24,8 @@ def counts(run: Run) -> bool:
 def why_not(run: Run) -> str | None:
     """Why ``run`` does not count, or None."""
     if run.exit_code != 0:
-        return f"round {run.round}: exit code {run.exit_code}"
+        why = f": {run.reason}" if run.reason else ""
+        return f"round {run.round}: exit code {run.exit_code}{why}"
     if not run.checked:
         return f"round {run.round}: output not checked"
     if run.problems:

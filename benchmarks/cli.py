@@ -6,7 +6,7 @@
 Steps of ``run``, all in one run so that every ratio compares numbers
 measured together (see each suite's module for what it times and checks):
 
-1. dataset: ``tailor.synth`` (default 10M points, 2 windows, 64 shards); its
+1. dataset: ``tailor.testing.stream`` (default 10M points, 2 windows, 64 shards); its
    valid payloads decoded once to one Parquet file of raw points for the peers;
 2. ingest (:mod:`benchmarks.suites.ingest`): a Tansu broker, the records
    produced once, then per round one ``tailor ingest`` and the bare fetch loops;

@@ -1,9 +1,9 @@
 """The benchmark dataset: synth records → raw points Parquet (for the peers) and,
 when the real ingest is not used, raw objects written directly.
 
-Records are what ``tailor.synth.generate`` gives: Kafka records with a topic,
+Records are what ``tailor.testing.stream.generate`` gives: Kafka records with a topic,
 a partition, a key and a value (some invalid on purpose).  Only valid payloads
-carry points; every tool validates with :func:`tailor.payload.validate`.
+carry points; every tool validates with :func:`tailor.format.payload.validate`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tailor import framing, layout, payload
 from tailor.errors import InvalidPayload
-from tailor.records import ObjectRecord, OffsetRange, hour_counts
+from tailor.format import framing, layout, payload
+from tailor.format.records import ObjectRecord, OffsetRange, hour_counts
 from tailor.shards import ShardMap
 from tailor.storage import Store
-from tailor.synth import SynthRecord
+from tailor.testing.stream import SynthRecord
 
 RAW_SCHEMA = pa.schema([
     ("org_id", pa.uint32()), ("metric_id", pa.uint64()), ("context_key", pa.uint64()),

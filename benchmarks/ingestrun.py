@@ -33,7 +33,7 @@ from typing import Any
 
 from benchmarks.memory import RssSampler
 from benchmarks.stats import Throughput
-from tailor.services import free_port, wait_port
+from tailor.testing.services import free_port, wait_port
 
 TP = tuple[str, int]
 

@@ -1,5 +1,5 @@
 """Kafka side of the ingest benchmark: the bare aiokafka fetch loop (the client's
-ceiling), and sending the dataset's records with ``tailor.produce``."""
+ceiling), and sending the dataset's records with ``tailor.testing.produce``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ async def _bare_fetch(bootstrap: str, ends: Mapping[tuple[str, int], int], timeo
                       validate: bool) -> FetchResult:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from tailor.batchcheck import check, warm
+    from tailor.format.validate_batch import check, warm
 
     if validate:
         warm()  # load the kernels before the clock, as the ingester does before it joins
@@ -94,7 +94,7 @@ def bare_fetch(bootstrap: str, ends: Mapping[tuple[str, int], int], timeout_s: f
     ``ends``: the producer's acknowledged end offsets (see :func:`produce`).
 
     ``validate``: also run the contract's payload checks on every fetch
-    (:func:`tailor.batchcheck.check`, the kernel ingest uses), inline: the
+    (:func:`tailor.format.validate_batch.check`, the kernel ingest uses), inline: the
     least work any ingester must do per record, without writing anything.
     """
     return asyncio.run(_bare_fetch(bootstrap, ends, timeout_s, validate))
@@ -106,7 +106,7 @@ def produce(bootstrap: str, records: Sequence[Any]) -> dict[tuple[str, int], int
     Returns the acknowledged end offset (last acknowledged offset + 1) of every
     (topic, partition) written: the truth for "every record produced".
     """
-    from tailor.produce import produce_records
+    from tailor.testing.produce import produce_records
 
     offsets = asyncio.run(produce_records(bootstrap, records))
     ends: dict[tuple[str, int], int] = {}

@@ -45,6 +45,10 @@ class RssSampler:
     roots: dict[int, str]
     interval: float = 0.05
     label: Label = default_label
+    #: Bytes of RSS the whole tree may hold; above it every process of the tree
+    #: is killed and :attr:`exceeded` is set (None: no limit).
+    limit: int | None = None
+    exceeded: bool = False
     _peaks: dict[int, Peak] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -61,15 +65,25 @@ class RssSampler:
         return out
 
     def sample(self) -> None:
-        for proc, name in self._procs():
+        procs = self._procs()
+        total = 0
+        for proc, name in procs:
             try:
                 rss = int(proc.memory_info().rss)
             except psutil.Error:
                 continue
+            total += rss
             peak = self._peaks.get(proc.pid)
             if peak is None:
                 peak = self._peaks[proc.pid] = Peak(name or self.label(proc), proc.pid)
             peak.rss = max(peak.rss, rss)
+        if self.limit is not None and total > self.limit:
+            self.exceeded = True
+            for proc, _ in reversed(procs):
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    continue
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -39,13 +39,24 @@ class Exited:
     output: str
     peaks: list[Peak]
 
+    @property
+    def reason(self) -> str:
+        """The last line printed by a failed run (empty after exit 0), at most 240 characters."""
+        if self.exit_code == 0:
+            return ""
+        lines = [ln.strip() for ln in self.output.splitlines() if ln.strip()]
+        return lines[-1][:240] if lines else ""
+
 
 def timed(cmd: Sequence[str], *, label: str, env: Mapping[str, str] | None = None,
-          log_path: str | Path | None = None, timeout_s: float = 3600) -> Exited:
+          log_path: str | Path | None = None, timeout_s: float = 3600,
+          rss_limit: int | None = None) -> Exited:
     """Run ``cmd`` to its exit; stdout and stderr are kept (and appended to ``log_path``).
 
-    A process still running after ``timeout_s`` is killed and reported with
-    exit code -9: it never counts.
+    A process still running after ``timeout_s``, or whose process tree holds
+    more than ``rss_limit`` bytes of RSS at a sample, is killed and reported
+    with exit code -9 and the reason as the last line of its output: it never
+    counts.
     """
     out_path = Path(f"/tmp/bench-proc-{os.getpid()}-{time.monotonic_ns()}.out")
     with open(out_path, "wb") as out:
@@ -54,7 +65,7 @@ def timed(cmd: Sequence[str], *, label: str, env: Mapping[str, str] | None = Non
                                 env=dict(env) if env is not None else clean_env(),
                                 cwd=str(REPO))
         try:
-            with RssSampler({proc.pid: label}) as mem:
+            with RssSampler({proc.pid: label}, limit=rss_limit) as mem:
                 try:
                     rc = proc.wait(timeout_s)
                 except subprocess.TimeoutExpired:
@@ -68,6 +79,12 @@ def timed(cmd: Sequence[str], *, label: str, env: Mapping[str, str] | None = Non
             raise
     text = out_path.read_text(errors="replace")
     out_path.unlink()
+    if mem.exceeded:
+        rc = -9
+        gib = (rss_limit or 0) / 2**30
+        text += f"\n[killed: the process tree held more than {gib:.1f} GiB of RSS]\n"
+    elif rc == -9:
+        text += f"\n[killed: still running after {timeout_s:.0f} s]\n"
     if log_path is not None:
         with open(log_path, "a") as log:
             log.write(f"$ {' '.join(cmd)}\n{text}\n[exit {rc} after {seconds:.2f} s]\n")
@@ -81,7 +98,7 @@ class DaskCluster:
     """
 
     def __init__(self, workers: int, env: Mapping[str, str], log_path: str | Path) -> None:
-        from tailor.services import free_port
+        from tailor.testing.services import free_port
 
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"

@@ -154,8 +154,9 @@ def ingest(sec: Section) -> list[str]:
            "Per round: one `tailor ingest` process (fresh consumer group, fresh raw store: a "
            "local directory), one bare aiokafka fetch loop (`getmany`, no processing) and the "
            "same loop also running the contract's payload checks on every fetch "
-           "(`tailor.batchcheck.check` inline, its kernels loaded before the clock as the "
-           "ingester loads them before it joins; no writes) over the same topics of one Tansu "
+           "(`tailor.format.validate_batch.check` inline, its kernels loaded before the clock "
+           "as the ingester loads them before it joins; no writes) over the same topics of one "
+           "Tansu "
            "broker.  `tailor ingest`'s clock runs from its first consumed records (read from "
            "its counters; those records are not counted) to the moment the broker shows the "
            "group's committed offsets at the producer's acknowledged end of every partition: "
@@ -303,7 +304,8 @@ def render(res: Results) -> str:
                    "machine adds its noise to every timing")
     out += ["", "## Dataset", ""]
     if d:
-        out += [f"- `tailor.synth` seed {res.args.get('seed', 0)}: {d['points_target']:,} points "
+        out += [f"- `tailor.testing.stream` seed {res.args.get('seed', 0)}: "
+                f"{d['points_target']:,} points "
                 f"asked, {d['records']:,} Kafka records ({d['valid']:,} valid, "
                 f"{d['invalid']:,} invalid), {d['points']:,} points in valid payloads "
                 f"(duplicates included), {d['rows']:,} S-file rows in {d['chunks']} chunks",

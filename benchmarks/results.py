@@ -26,6 +26,8 @@ class Run(BaseModel):
     exit_code: int = 0
     checked: bool = False
     problems: list[str] = Field(default_factory=list)
+    #: Why a run with a non-zero exit failed: the last line it printed.
+    reason: str = ""
     #: Per-run figures beside the wall time: ``startup_s`` (empty-build or import
     #: time), ``inner_s`` (the process's own clock), ``published_s``, ``peak_rss``,
     #: ``mb_per_s`` ...

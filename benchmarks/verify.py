@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tailor.layout import parse_stamp
+from tailor.format.layout import parse_stamp
 
 COLUMNS = ("org_id", "metric_id", "context_key", "ts", "value")
 SCHEMA = pa.schema([("org_id", pa.uint32()), ("metric_id", pa.uint64()),

@@ -1,6 +1,6 @@
 """The points every suite runs on, and their oracle.
 
-:func:`prepare`: one ``tailor.synth`` stream (the 1× dataset) as Kafka
+:func:`prepare`: one ``tailor.testing.stream`` stream (the 1× dataset) as Kafka
 records, its valid payloads decoded once to a Parquet file of raw points for
 the peers, and the oracle's chunks.  :func:`prepare_scaled`: ``k`` independent
 streams (the 10× dataset) written straight to a raw store and one points
@@ -47,7 +47,7 @@ class Prepared:
 
 def synth(points: int, seed: int) -> Any:
     from tailor.config import ProduceConfig
-    from tailor.synth import generate
+    from tailor.testing.stream import generate
 
     cfg = ProduceConfig(brokers="127.0.0.1:9", topics=list(TOPICS), partitions=PARTITIONS,
                         points=points, seed=seed)
@@ -87,7 +87,7 @@ def facts(prep: Prepared) -> dict[str, Any]:
     """The dataset lines of RESULTS.md."""
     import os
 
-    from tailor import layout
+    from tailor.format import layout
 
     return {
         "points_target": prep.points_target, "records": len(prep.records),
@@ -127,16 +127,16 @@ def prepare_scaled(points: int, k: int, seed: int, work: Path, *,
     every point and record at once), so the streams are generated one after
     the other into one raw store (one Kafka offset sequence per partition)
     and, for the peers, one points file.  Their series ids are random u64s, so
-    streams do not share points; the oracle is :func:`tailor.synth.oracle`
+    streams do not share points; the oracle is :func:`tailor.testing.oracle.oracle`
     over the union of their valid payloads, 8 shard groups at a time.
     """
     import numpy as np
 
-    from tailor import layout
     from tailor.config import StoreConfig
+    from tailor.format import layout
     from tailor.shards import ShardMap
     from tailor.storage import Store
-    from tailor.synth import oracle
+    from tailor.testing.oracle import oracle
 
     raw = str(work / f"raw-{k}x")
     raw_points = str(work / f"points-{k}x.parquet")

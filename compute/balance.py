@@ -21,7 +21,7 @@ import click
 from tailor import metrics
 from tailor.config import ShardsPlanConfig, ShardsReportConfig
 from tailor.errors import ConfigError
-from tailor.layout import hours, stamp, window_start
+from tailor.format.layout import hours, stamp, window_start
 from tailor.shards import ShardMap, dump, load
 from tailor.storage import Store
 

@@ -19,9 +19,11 @@ import dask
 import distributed
 from distributed import Client
 
-from tailor import layout, shards
+from tailor import shards
 from tailor.config import BuildConfig
-from tailor.records import Manifest
+from tailor.format import layout
+from tailor.format.records import Manifest
+from tailor.progress import Progress
 
 from .budget import local_memory_limit, partition_rows, range_bytes
 from .exchange import submit_exchange
@@ -93,13 +95,6 @@ def units_of(chunks: Sequence[tuple[str, int]]) -> list[list[int]]:
         idx.sort(key=lambda i: chunks[i][1])
         units += [idx[k:k + UNIT_WINDOWS] for k in range(0, len(idx), UNIT_WINDOWS)]
     return units
-
-
-def _progress(done: int, total: int) -> None:
-    width = 30
-    fill = width * done // max(1, total)
-    print(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} chunk(s)", end="",
-          file=sys.stderr, flush=True)
 
 
 def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, int]], *,
@@ -180,20 +175,25 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         fut = submit_exchange(client, cfg.raw, cfg.out, shard_map, [planned[i] for i in unit],
                               [attempts[i] for i in unit], rows, cfg.memory_budget, workers)
         running[fut] = unit
-    done = 0
     outcome: dict[int, Published | str] = {}
-    for fut in _d.as_completed(list(running)):
-        idx = running.pop(fut)
-        if fut.status != "finished":
-            outcome.update((i, _why(fut)) for i in idx)
-        else:
-            res = fut.result()
-            flat = [p for per_unit in res for p in per_unit] if isinstance(res, list) else [res]
-            outcome.update(zip(idx, flat, strict=True))
-        fut.release()
-        done += len(idx)
-        if show_progress:
-            _progress(done, len(planned))
+    bar = Progress(len(planned), unit="chunk(s)", prefix="tailor build") if show_progress \
+        else None
+    try:
+        for fut in _d.as_completed(list(running)):
+            idx = running.pop(fut)
+            if fut.status != "finished":
+                outcome.update((i, _why(fut)) for i in idx)
+            else:
+                res = fut.result()
+                flat = [p for per_unit in res for p in per_unit] if isinstance(res, list) \
+                    else [res]
+                outcome.update(zip(idx, flat, strict=True))
+            fut.release()
+            if bar is not None:
+                bar.advance(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
     for i, got in outcome.items():
         s, w = chunks[i]
         if isinstance(got, str):
@@ -355,7 +355,6 @@ def run(cfg: BuildConfig) -> int:
     with connect(cfg) as client:
         print(f"tailor build: {dashboard_line(cfg, client)}", flush=True)
         results = build_chunks(client, cfg, chunks, show_progress=True)
-    print(file=sys.stdout)
     for r in results:
         print(summary(r), flush=True)
     failed = [r for r in results if not r.ok]

@@ -19,9 +19,16 @@ import numpy as np
 import zstandard
 from distributed.metrics import context_meter
 
-from tailor import framing, payload
-from tailor.batchcheck import RAW_MAGIC, RAW_OK, RAW_RESERVED, RAW_SHORT, RAW_SIZE, raw_status
 from tailor.errors import InvalidPayload
+from tailor.format import framing, payload
+from tailor.format.validate_batch import (
+    RAW_MAGIC,
+    RAW_OK,
+    RAW_RESERVED,
+    RAW_SHORT,
+    RAW_SIZE,
+    raw_status,
+)
 from tailor.metrics import STAGE_DECODE, STAGE_ZSTD
 from tailor.shards import ShardMap
 
@@ -30,7 +37,7 @@ from .read import RawRange
 #: Decompressed bytes per zstd batch (bounds the transient buffer).
 BATCH_BYTES = 32 * 2**20
 
-# Kernel status codes (tailor.batchcheck.RAW_*, then 5) → contract reasons.
+# Kernel status codes (tailor.format.validate_batch.RAW_*, then 5) → contract reasons.
 _KEY_MISMATCH = 5
 _REASON = {RAW_SHORT: payload.BAD_SIZE, RAW_MAGIC: payload.BAD_MAGIC,
            RAW_RESERVED: payload.BAD_RESERVED, RAW_SIZE: payload.BAD_SIZE,
@@ -235,11 +242,30 @@ def _decompress_batch(raw: RawRange, sel: np.ndarray, dctx: zstandard.ZstdDecomp
     return buf, offs, lens, np.array(kept, np.int64), None
 
 
-def decode_range(raw: RawRange, shard: str, shard_map: ShardMap, lo: int, hi: int) -> Points:
-    """Points of the owned frames of ``raw`` with ts in ``[lo, hi)`` that belong to ``shard``.
+def capacity(raw: RawRange) -> int:
+    """Rows :func:`decode_into` may write for ``raw``: the points its frames' sizes allow."""
+    rlen = raw.ints[:, framing.F_RAW_LEN]
+    ok = (rlen >= payload.HEADER_SIZE) & (rlen <= payload.MAX_DECOMPRESSED)
+    return int(np.maximum((rlen[ok] - payload.HEADER_SIZE) // payload.RECORD_SIZE, 0).sum())
 
-    Never raises on bad data: corrupt frames and invalid payloads land in
-    the result's ``corrupt``/``invalid`` with object key and offset.
+
+@dataclass(frozen=True, slots=True)
+class RangeReport:
+    """What decoding one range found: frames, points in its valid payloads (any ts),
+    and its corrupt frames / invalid payloads (``(key, offset[, reason])``, sorted)."""
+
+    frames: int
+    decoded: int
+    corrupt: list[tuple[str, int]]
+    invalid: list[tuple[str, int, str]]
+
+
+def decode_into(raw: RawRange, out: Points, n: int, lo: int, hi: int) -> tuple[int, RangeReport]:
+    """Write the points of ``raw``'s owned frames with ts in ``[lo, hi)`` to ``out[n:]``.
+
+    ``out`` needs room for :func:`capacity` more rows.  Returns the new row
+    count and the range's report.  Never raises on bad data: corrupt frames and
+    invalid payloads land in the report with object key and offset.
     """
     ints = raw.ints
     nf = ints.shape[0]
@@ -251,10 +277,7 @@ def decode_range(raw: RawRange, shard: str, shard_map: ShardMap, lo: int, hi: in
         reason = payload.TOO_LARGE if rlen[f] > payload.MAX_DECOMPRESSED else payload.BAD_SIZE
         invalid.append((raw.key, raw.base + int(ints[f, framing.F_POS]), reason))
     good = np.flatnonzero(ok)
-    cap = int(np.maximum((rlen[good] - payload.HEADER_SIZE) // payload.RECORD_SIZE, 0).sum())
-    out = alloc_points(cap)
     val_bits = out.value.view(np.uint64)
-    n = 0
     decoded = 0
     dctx = zstandard.ZstdDecompressor()
     # Batches of frames with at most BATCH_BYTES decompressed (at least one frame each).
@@ -279,15 +302,29 @@ def decode_range(raw: RawRange, shard: str, shard_map: ShardMap, lo: int, hi: in
                             // payload.RECORD_SIZE).sum())
         del keep, buf
         a = b
+    return n, RangeReport(nf, decoded, corrupt, sorted(invalid))
+
+
+def finish(out: Points, n: int, shard: str, shard_map: ShardMap) -> Points:
+    """The first ``n`` rows of ``out`` that belong to ``shard`` (a copy when that gives
+    back more than half of ``out``'s capacity, else views)."""
     with context_meter.meter(STAGE_DECODE):
         pts = out.slice(0, n)
-        if n < cap // 2:  # give the unused capacity back
+        if n < len(out) // 2:  # give the unused capacity back
             pts = pts.copy()
         mask = shard_map.keep_mask(shard, pts.org, pts.ts)
-        if mask is not None:
-            pts = pts.take(mask)
-    pts.frames = nf
-    pts.decoded = decoded
-    pts.corrupt = corrupt
-    pts.invalid = sorted(invalid)
+        return pts if mask is None else pts.take(mask)
+
+
+def decode_range(raw: RawRange, shard: str, shard_map: ShardMap, lo: int, hi: int) -> Points:
+    """Points of the owned frames of ``raw`` with ts in ``[lo, hi)`` that belong to ``shard``.
+
+    Never raises on bad data: corrupt frames and invalid payloads land in
+    the result's ``corrupt``/``invalid`` with object key and offset.
+    """
+    out = alloc_points(capacity(raw))
+    n, rep = decode_into(raw, out, 0, lo, hi)
+    pts = finish(out, n, shard, shard_map)
+    pts.frames, pts.decoded, pts.corrupt, pts.invalid = (rep.frames, rep.decoded, rep.corrupt,
+                                                         rep.invalid)
     return pts

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from tailor.config import DiffConfig
 from tailor.errors import ConfigError, StorageError
-from tailor.layout import chunk_dir, manifest_key, stamp
+from tailor.format.layout import chunk_dir, manifest_key, stamp
 from tailor.storage import Store
 
 from .encode import COLUMNS

@@ -38,14 +38,14 @@ from typing import Any
 import numpy as np
 from distributed import Client
 
-from tailor import layout
 from tailor.config import StoreConfig
 from tailor.errors import TailorError
+from tailor.format import layout
 from tailor.shards import ShardMap
 
 from . import merge, route
 from .budget import map_group_bytes
-from .decode import Points, concat
+from .decode import Points
 from .graph import (
     RETRIES,
     UNIT_READERS,
@@ -60,7 +60,6 @@ from .graph import (
     release_heap,
     store,
     t_publish,
-    t_report,
 )
 from .plan import ChunkPlan, ReadTask, partitioning
 
@@ -114,13 +113,8 @@ def t_map(raw: StoreConfig, shard_map: ShardMap, shard: str, items: list[RangeIt
     scheduler retries the task).
     """
     readers = UNIT_READERS if store(raw).is_s3 and len(items) > 1 else 0
-    reports: dict[ReadTask, Report] = {}
-    pieces: list[Points] = []
-    for t, pts in decode_ranges(raw, shard_map, shard, items, readers=readers):
-        reports[t] = t_report(pts)
-        pieces.append(_in_windows(pts, windows))
-    rows = concat(pieces) if len(pieces) != 1 else pieces[0].slice(0, len(pieces[0]))
-    del pieces
+    rows, reports = decode_ranges(raw, shard_map, shard, items, readers=readers)
+    rows = _in_windows(rows, windows)
     starts = [a for a, _b in windows]
     sample = route.sample(rows, starts, stride) if stride > 0 else route.empty_keys()
     return MapOut(rows, sample, reports)

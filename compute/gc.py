@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 
 import click
 
-from tailor import layout
 from tailor.config import GcConfig
 from tailor.errors import ConfigError
+from tailor.format import layout
 from tailor.storage import Store
 
 from .publish import read_manifest, sweep

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,17 +31,17 @@ from distributed.metrics import context_meter
 
 from tailor.config import StoreConfig
 from tailor.errors import TailorError
+from tailor.format.records import Manifest, PartFile
 from tailor.metrics import STAGE_READ
-from tailor.records import Manifest, PartFile
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
 from . import merge
-from .decode import Points, decode_range
+from .decode import Points, alloc_points, capacity, decode_into, finish
 from .monitor import count_store_retry
 from .plan import ChunkPlan, ReadTask, plan
 from .publish import publish, write_part
-from .read import read_range
+from .read import RawRange, read_range
 
 #: Times the scheduler retries a task that raised (storage hiccups); a dead
 #: worker's tasks are rescheduled anyway (``distributed.scheduler.allowed-failures``).
@@ -152,20 +152,32 @@ def range_items(plans: list[ChunkPlan]) -> list[RangeItem]:
 
 
 def decode_ranges(raw: StoreConfig, shard_map: ShardMap, shard: str, items: list[RangeItem], *,
-                  readers: int = 0) -> Iterator[tuple[ReadTask, Points]]:
-    """Fetch, frame-scan (CRC-check) and decode each range of ``items`` once, in order.
+                  readers: int = 0) -> tuple[Points, dict[ReadTask, Report]]:
+    """Fetch, frame-scan (CRC-check) and decode each range of ``items`` once, in order,
+    straight into one set of columns; returns the rows (of ``shard``) and each range's report.
 
-    ``readers`` > 1 fetches on that many threads, all ranges at once (every
-    fetched range is held until decoded: for a few small ranges only).
+    Every range is fetched and scanned first (its frame table sizes the columns;
+    ``readers`` > 1 fetches on that many threads), then decoded and let go in
+    turn: the task holds its raw bytes and its rows, never a second copy of the
+    rows.  Raises what the read raises (:class:`~tailor.errors.StorageError`, ...).
     """
     readers = min(readers, len(items))
     with ThreadPoolExecutor(max(1, readers)) as pool:
         fetched = (pool.map if readers > 1 else map)(
             lambda it: read_range(store(raw), it[0]), items)
-        for t, lo, hi in items:
-            with context_meter.meter(STAGE_READ):  # waiting for the GET (threads aren't metered)
-                rr = next(fetched)
-            yield t, decode_range(rr, shard, shard_map, lo, hi)
+        with context_meter.meter(STAGE_READ):  # waiting for the GETs (threads aren't metered)
+            rrs: list[RawRange | None] = list(fetched)
+    out = alloc_points(sum(capacity(rr) for rr in rrs if rr is not None))
+    n = 0
+    reports: dict[ReadTask, Report] = {}
+    for i, (t, lo, hi) in enumerate(items):
+        rr = rrs[i]
+        assert rr is not None
+        rrs[i] = None  # its bytes go once decoded
+        n, rep = decode_into(rr, out, n, lo, hi)
+        del rr
+        reports[t] = Report(rep.frames, rep.decoded, rep.corrupt, rep.invalid)
+    return finish(out, n, shard, shard_map), reports
 
 
 def _unit_rows(raw: StoreConfig, shard_map: ShardMap, plans: list[ChunkPlan], *, readers: int = 0
@@ -174,14 +186,10 @@ def _unit_rows(raw: StoreConfig, shard_map: ShardMap, plans: list[ChunkPlan], *,
 
     Returns ``window start → (rows, duplicates, rows in)`` and each range's report.
     """
-    pieces: list[Points] = []
-    reports: dict[ReadTask, Report] = {}
-    for t, pts in decode_ranges(raw, shard_map, plans[0].shard, range_items(plans),
-                                readers=readers):
-        reports[t] = t_report(pts)
-        pieces.append(pts)
+    rows, reports = decode_ranges(raw, shard_map, plans[0].shard, range_items(plans),
+                                  readers=readers)
     edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
-    return dict(zip(edges, merge.sort_dedup_windows(pieces, edges), strict=True)), reports
+    return dict(zip(edges, merge.sort_dedup_windows([rows], edges), strict=True)), reports
 
 
 def decoded(reports: Iterable[Report]) -> tuple[int, int]:
@@ -233,10 +241,6 @@ def release_heap() -> None:
     """
     if _TRIM is not None:
         _TRIM(0)
-
-
-def t_report(pts: Points) -> Report:
-    return Report(pts.frames, pts.decoded, pts.corrupt, pts.invalid)
 
 
 def _part(out: StoreConfig, shard: str, start: int, attempt: str, p: int, rows: Points,

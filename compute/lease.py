@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from tailor.layout import stamp
-from tailor.records import _Record
+from tailor.format.layout import stamp
+from tailor.format.records import _Record
 from tailor.storage import Store
 
 LEASE_ROOT = "_leases"

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tailor import layout
 from tailor.errors import BuildError
-from tailor.records import InputObject, ObjectRecord
+from tailor.format import layout
+from tailor.format.records import InputObject, ObjectRecord
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
@@ -115,7 +115,7 @@ def list_records(raw: Store, shard_map: ShardMap, shard: str, start: int, length
                  *, threads: int = 16) -> list[tuple[ObjectRecord, int | None]]:
     """Read the index records of every source of ``shard`` for the window: those
     under its hours and under the coarser buckets holding it
-    (:func:`tailor.layout.index_dirs`; :func:`plan_chunk` drops the records of
+    (:func:`tailor.format.layout.index_dirs`; :func:`plan_chunk` drops the records of
     objects with no point in the window).
 
     On S3 the GETs run on up to ``threads`` threads.

@@ -47,10 +47,11 @@ from typing import Final
 
 from distributed.metrics import context_meter
 
-from tailor import __version__, layout
+from tailor import __version__
 from tailor.errors import BuildError, ConfigError, StorageError, TailorError
+from tailor.format import layout
+from tailor.format.records import InputObject, Manifest, PartFile, _Record
 from tailor.metrics import STAGE_WRITE
-from tailor.records import InputObject, Manifest, PartFile, _Record
 from tailor.storage import Store
 
 from .decode import Points, empty_points

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tailor import framing
 from tailor.errors import BuildError
+from tailor.format import framing
 from tailor.storage import Store
 
 from .plan import ReadTask
@@ -30,7 +30,7 @@ class RawRange:
     """The owned frames of one range, with the bytes that hold them.
 
     ``buf[i]`` is object byte ``base + i``; ``ints``/``u64s`` are the frame
-    table of :func:`tailor.framing.scan` with ``F_POS`` relative to ``buf``;
+    table of :func:`tailor.format.framing.scan` with ``F_POS`` relative to ``buf``;
     ``corrupt`` holds object offsets of corrupt frames (sorted).
     """
 

@@ -6,7 +6,7 @@ one :class:`ChunkRow` per shard and window; :func:`select_ready` picks the
 chunks `build --ready` must (re)build.  Definitions (issue 4):
 
 - **ready**: every partition's durable watermark
-  (:attr:`tailor.records.Watermark.durable_until_ns`, the minimum over all
+  (:attr:`tailor.format.records.Watermark.durable_until_ns`, the minimum over all
   watermark files, each at most the reader's clock plus a minute: see
   :func:`durable_until`) is at or past the window's end plus the grace
   period.  No watermark at all means nothing is known to be durable: not ready.
@@ -27,8 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from tailor.layout import HOUR, object_key, stamp, window_start
-from tailor.records import CLOCK_SLACK_NS, Manifest, ObjectRecord, Watermark
+from tailor.format.layout import HOUR, object_key, stamp, window_start
+from tailor.format.records import CLOCK_SLACK_NS, Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap
 
 from .reshard import org_in_window
@@ -74,8 +74,8 @@ class ChunkRow:
 
 def durable_until(w: Watermark, now_ns: int | None = None) -> int:
     """How far ``w``'s partition is durable (ns): its
-    :attr:`~tailor.records.Watermark.durable_until_ns`, at most ``now_ns``
-    (default: the wall clock) plus :data:`~tailor.records.CLOCK_SLACK_NS`.
+    :attr:`~tailor.format.records.Watermark.durable_until_ns`, at most ``now_ns``
+    (default: the wall clock) plus :data:`~tailor.format.records.CLOCK_SLACK_NS`.
     Watermarks are written on other hosts from untrusted intake times, so a
     reader never believes one further ahead of its own clock."""
     now = time.time_ns() if now_ns is None else now_ns

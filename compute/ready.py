@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from tailor.config import BuildConfig
 from tailor.errors import TailorError
-from tailor.layout import stamp
+from tailor.format.layout import stamp
 from tailor.shards import load as load_shards
 from tailor.storage import Store
 

@@ -20,10 +20,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tailor import layout, shards
+from tailor import shards
 from tailor.config import ReadConfig, StoreConfig
 from tailor.errors import StorageError
-from tailor.records import Manifest, PartFile
+from tailor.format import layout
+from tailor.format.records import Manifest, PartFile
 from tailor.storage import Store
 
 from .encode import SCHEMA

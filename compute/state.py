@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from tailor.errors import StorageError
-from tailor.layout import WINDOW_SECONDS, hours, index_dirs_of_hours, parse_index_dir
-from tailor.records import Manifest, ObjectRecord, Watermark
+from tailor.format.layout import WINDOW_SECONDS, hours, index_dirs_of_hours, parse_index_dir
+from tailor.format.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
@@ -76,7 +76,7 @@ def load_records(raw: Store, raw_shards: Iterable[str],
     """Index records of ``raw_shards`` (every hour, or objects of ``hour_starts``).
 
     An object is indexed under each hour it holds points of, or under each
-    coarser bucket (``tailor.layout.index_placement``); each object is read
+    coarser bucket (``tailor.format.layout.index_placement``); each object is read
     once.  With ``hour_starts`` the records of coarse buckets holding those
     hours are read too, whether or not they hold points there: filter by
     their ``hours``.

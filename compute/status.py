@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from tailor.config import StatusConfig
-from tailor.records import Watermark
+from tailor.format.records import Watermark
 from tailor.shards import ShardMap, load
 from tailor.storage import Store
 

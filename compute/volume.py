@@ -8,7 +8,7 @@ Pure: no I/O.  :func:`record_volume` estimates one record's points per
 The estimate (what a record says, in order of precision):
 
 - ``org_hours`` triples ``(org, hour, points)``: exact or lower bounds (ingest
-  keeps an object's :data:`~tailor.records.MAX_ORG_HOURS` largest);
+  keeps an object's :data:`~tailor.format.records.MAX_ORG_HOURS` largest);
 - ``org_points`` (exact per org) and ``hours`` (exact per hour): what the
   triples leave of each org is spread over the hours in proportion to what
   they leave of each hour, so org totals stay exact, and hour totals too;
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tailor.layout import HOUR, window_start
-from tailor.records import ObjectRecord
+from tailor.format.layout import HOUR, window_start
+from tailor.format.records import ObjectRecord
 from tailor.shards import ShardMap
 
 _HOUR_BITS = 22  # hour index (ts // 3600 < 2**21 for u32 ts) in a combined key

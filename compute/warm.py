@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from tailor import framing, layout, payload
+from tailor.format import framing, layout, payload
 from tailor.shards import ShardMap
 
 from . import merge, route

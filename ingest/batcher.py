@@ -39,14 +39,14 @@ from typing import Final
 
 import numpy as np
 
-from tailor import framing
 from tailor.config import FlushPolicy
+from tailor.format import framing
+from tailor.format.records import MAX_ORG_HOURS
 from tailor.ingest.orgvolume import OrgVolume
-from tailor.records import MAX_ORG_HOURS
 
 TP = tuple[str, int]  # (topic, partition)
 #: Org-hours a batch keeps between items (4x what its index record holds: see
-#: :data:`tailor.records.MAX_ORG_HOURS`).  Dropping some is always safe: an
+#: :data:`tailor.format.records.MAX_ORG_HOURS`).  Dropping some is always safe: an
 #: org's and an hour's totals stay exact, kept counts become lower bounds.
 ORG_HOURS_KEPT: Final = 4 * MAX_ORG_HOURS
 OBJECT: Final = "object"
@@ -57,7 +57,7 @@ QUARANTINE: Final = "quarantine"
 class Valid:
     """Valid payloads of one fetch routed to one raw shard, already framed.
 
-    ``data``: their frames back to back (:mod:`tailor.framing`), each
+    ``data``: their frames back to back (:mod:`tailor.format.framing`), each
     ``topic_idx`` an index into ``topics``; ``frame_pos``: where each frame
     starts in ``data``.  ``ranges``: per partition, ``(first offset, last
     offset, max intake_ns)`` of its payloads here.  ``hours``: hour start →
@@ -360,7 +360,7 @@ class Batcher:
         ``max_intake_ns`` once every record of that partition below them is
         durable too (:meth:`PartState.settle`).  ``intake_limit_ns``: intake
         times above it count as it (``intake_ns`` is untrusted input; the
-        caller passes its wall clock plus :data:`tailor.records.CLOCK_SLACK_NS`).
+        caller passes its wall clock plus :data:`tailor.format.records.CLOCK_SLACK_NS`).
 
         Raises ``KeyError`` if ``b`` is not a sealed batch of this batcher.
         """

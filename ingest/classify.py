@@ -1,9 +1,9 @@
 """One Kafka fetch → batcher items, batch-wise: no I/O, no asyncio, no per-payload Python.
 
 :meth:`Classifier.classify` takes the records of one ``getmany`` result,
-validates them together (:func:`tailor.batchcheck.check`), routes the valid
+validates them together (:func:`tailor.format.validate_batch.check`), routes the valid
 payloads to their raw shards (:meth:`tailor.shards.ShardMap.shard_codes`),
-frames them (:func:`tailor.framing.encode_frames`), and returns one
+frames them (:func:`tailor.format.framing.encode_frames`), and returns one
 :class:`~tailor.ingest.batcher.Valid` per raw shard (its frames back to back
 plus everything the object record needs) and one
 :class:`~tailor.ingest.batcher.Invalid` per invalid record.  The heavy parts
@@ -17,13 +17,13 @@ Never raises on bad records.
 
 Three names, three jobs:
 
-- :func:`tailor.payload.validate`: the reference rules for one record (the
+- :func:`tailor.format.payload.validate`: the reference rules for one record (the
   contract, docs/contracts.md "Point payload"; the single authority on
   validity and on the reason a record is invalid).
-- :func:`tailor.batchcheck.check`: the same rules over a whole fetch in one
+- :func:`tailor.format.validate_batch.check`: the same rules over a whole fetch in one
   numba pass; it only ever accepts, and hands every record it does not
   accept to ``payload.validate``.
-- classify (this module): ingest's step after the fetch: ``batchcheck.check``,
+- classify (this module): ingest's step after the fetch: ``validate_batch.check``,
   then routing to raw shards and framing, into batcher items.
 """
 
@@ -37,10 +37,10 @@ from typing import Protocol
 
 import numpy as np
 
-from tailor import batchcheck, framing
+from tailor.format import framing, validate_batch
+from tailor.format.records import QuarantineEntry
 from tailor.ingest.batcher import TP, Invalid, Item, Valid
 from tailor.ingest.orgvolume import by_code as volumes_by_code
-from tailor.records import QuarantineEntry
 from tailor.shards import ShardMap
 
 MAX_TOPICS = 1 << 16  # frame topic_idx is a u16
@@ -102,7 +102,7 @@ class Classifier:
         values = [r.value for r in recs]
         offsets = np.fromiter((r.offset for r in recs), np.int64, n)
         tpi = np.repeat(np.arange(len(tps), dtype=np.int64), [len(rs) for _, rs in fetch])
-        chk = batchcheck.check(keys, values)
+        chk = validate_batch.check(keys, values)
         items: list[Item] = []
         for i, exc in sorted(chk.errors.items()):
             (topic, part), r = tps[int(tpi[i])], recs[i]
@@ -119,7 +119,7 @@ class Classifier:
         return items
 
     def _groups(self, tps: list[TP], tpi: np.ndarray, offsets: np.ndarray,
-                chk: batchcheck.Checked, valid: np.ndarray) -> list[Valid]:
+                chk: validate_batch.Checked, valid: np.ndarray) -> list[Valid]:
         """One :class:`Valid` per raw shard of the valid records ``valid``."""
         n = len(offsets)
         ntp = len(tps)

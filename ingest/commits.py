@@ -1,7 +1,7 @@
 """Offset commits and the partition watermarks written after them.
 
 After writes become durable the committable offsets are committed, then a
-:class:`tailor.records.Watermark` is written per committed partition; every
+:class:`tailor.format.records.Watermark` is written per committed partition; every
 ``watermark_interval_s`` the watermark of every assigned partition is written
 again, so a quiet one stays fresh (:mod:`tailor.ingest.watermarks`).
 Watermarks are written in a background task; Kafka and store errors are
@@ -17,11 +17,12 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from tailor import layout, metrics
+from tailor import metrics
 from tailor.errors import StorageError
+from tailor.format import layout
+from tailor.format.records import Watermark
 from tailor.ingest.batcher import TP
 from tailor.ingest.member import Member, fmt_tps, log
-from tailor.records import Watermark
 
 
 class Commits(Member):

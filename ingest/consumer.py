@@ -39,9 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from tailor import batchcheck, metrics
+from tailor import metrics
 from tailor.config import IngestConfig
 from tailor.errors import TailorError
+from tailor.format import validate_batch
 from tailor.ingest.batcher import TP, Batcher, Invalid, Item, item_tps
 from tailor.ingest.classify import Classifier, Record
 from tailor.ingest.member import log
@@ -104,7 +105,7 @@ class Ingester(Rebalance):
         Kafka errors at start (bad brokers).
         """
         # Compile the classifier's kernels before joining the group.
-        await asyncio.get_running_loop().run_in_executor(self.classify_pool, batchcheck.warm)
+        await asyncio.get_running_loop().run_in_executor(self.classify_pool, validate_batch.warm)
         try:
             await self.consumer.start()
         except KafkaError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tailor.layout import HOUR
+from tailor.format.layout import HOUR
 
 _HOUR_BITS = 22  # ts // 3600 < 2**21 for u32 ts
 

@@ -1,7 +1,7 @@
 """Quarantine entries: invalid records kept with their coordinates and reason.
 
 A quarantine batch holds the invalid records of one ``(topic, partition)`` as
-JSON lines of :class:`tailor.records.QuarantineEntry` (made by
+JSON lines of :class:`tailor.format.records.QuarantineEntry` (made by
 :class:`tailor.ingest.classify.Classifier`).  Each entry is written to its own
 object, ``layout.quarantine_key(topic, partition, offset)``: the coordinates
 alone name it, so an operator finds a record with one GET, and writing a batch
@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from tailor import layout
+from tailor.format import layout
+from tailor.format.records import QuarantineEntry
 from tailor.ingest.batcher import QUARANTINE, Batch
-from tailor.records import QuarantineEntry
 from tailor.storage import Store
 
 

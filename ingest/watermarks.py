@@ -1,13 +1,13 @@
 """What one ingest member's partition watermarks claim, and when they are rewritten.
 
-A :class:`tailor.records.Watermark` tells ``build --ready`` how far a
+A :class:`tailor.format.records.Watermark` tells ``build --ready`` how far a
 partition is durable.  It must never run ahead of the stored data, and it
 must keep moving while the partition is quiet.  The rules (issue 10):
 
 - ``committed``: everything below it is durable and committed.
 - ``max_intake_ns``: the largest intake time of the committed prefix
   (:class:`tailor.ingest.batcher.PartState`), at most the wall clock plus
-  :data:`tailor.records.CLOCK_SLACK_NS` (intake times are untrusted).
+  :data:`tailor.format.records.CLOCK_SLACK_NS` (intake times are untrusted).
 - ``caught_up``: ``committed`` is at or past the broker's high-water mark,
   fetching is not paused for backpressure, and the mark was observed after
   the last pause ended: aiokafka does not fetch paused partitions, so a mark
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tailor.format.records import CLOCK_SLACK_NS, Watermark
 from tailor.ingest.batcher import TP
-from tailor.records import CLOCK_SLACK_NS, Watermark
 
 
 @dataclass(slots=True)

@@ -1,11 +1,11 @@
 """Make a sealed batch durable: the raw object, then its index records.
 
 Order matters and is the whole point: the object first, then one
-:class:`tailor.records.ObjectRecord` copy under ``index/{shard}/{hour}/`` for
+:class:`tailor.format.records.ObjectRecord` copy under ``index/{shard}/{hour}/`` for
 every hour of point ts the object holds points of (or, for an object whose
 points spread over many hours, one copy per coarser bucket of hours:
-:func:`tailor.layout.index_placement`, at most
-:data:`tailor.layout.MAX_INDEX_COPIES` copies), and only when all of them
+:func:`tailor.format.layout.index_placement`, at most
+:data:`tailor.format.layout.MAX_INDEX_COPIES` copies), and only when all of them
 are durable does :meth:`Writer.write` return (after which the consumer may
 commit the offsets).  A batch whose payloads hold no point at all gets no
 index record (a build has nothing to find in it).  Keys are deterministic per
@@ -23,13 +23,14 @@ import time
 import uuid
 from typing import Any
 
-from tailor import layout
 from tailor.errors import ConfigError, StorageError
+from tailor.format import layout
+from tailor.format.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour_counts
 from tailor.ingest import quarantine
 from tailor.ingest.batcher import OBJECT, Batch
 from tailor.ingest.orgvolume import OrgVolume
-from tailor.records import MAX_ORG_HOURS, ObjectRecord, OffsetRange, hour_counts
-from tailor.storage import Store, failure_reason
+from tailor.storage import Store
+from tailor.store_failures import failure_reason
 
 log = logging.getLogger("tailor.ingest")
 

@@ -15,10 +15,10 @@ from collections.abc import Iterable
 
 from tailor import metrics
 from tailor.errors import StorageError
+from tailor.format.records import CLOCK_SLACK_NS
 from tailor.ingest.batcher import OBJECT, Batch
 from tailor.ingest.member import Member, log
-from tailor.records import CLOCK_SLACK_NS
-from tailor.storage import failure_reason
+from tailor.store_failures import failure_reason
 
 RETRY_BASE_S = 0.25  # a failed write is retried after ~0.5 s, 1 s, 2 s … (jittered) …
 RETRY_MAX_S = 30.0  # … up to this, for as long as it keeps failing

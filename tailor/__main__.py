@@ -1,5 +1,5 @@
 """``python -m tailor`` runs the CLI."""
 
-from tailor.cli import main
+from tailor.cli import entry
 
-main()
+entry()

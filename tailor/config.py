@@ -50,7 +50,21 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
 
 
 class Frozen(BaseModel):
+    """Every config: immutable once built, and an unknown field is an error."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ShardsFileConfig(Frozen):
+    """A command that routes orgs to shards: ``shards_file`` (None: 64 shared shards)."""
+
+    shards_file: str | None = None
+
+
+class WindowedConfig(ShardsFileConfig):
+    """A command over chunks: the shard map and the window length in seconds."""
+
+    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
 
 
 class StoreConfig(Frozen):
@@ -77,7 +91,7 @@ class FlushPolicy(Frozen):
     max_bytes: Annotated[int, Field(ge=1)] = 256 * 2**20
 
 
-class IngestConfig(Frozen):
+class IngestConfig(ShardsFileConfig):
     brokers: str
     topics: list[str] | None = None  # explicit list ...
     topic_pattern: str | None = None  # ... or a regex
@@ -89,7 +103,6 @@ class IngestConfig(Frozen):
     upload_concurrency: Annotated[int, Field(ge=1)] = 8
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
-    shards_file: str | None = None
     shutdown_deadline_s: Annotated[float, Field(gt=0)] = 60.0
     metadata_max_age_s: Annotated[float, Field(gt=0)] = 60.0  # topic-pattern refresh period
     log_every_s: Annotated[float, Field(gt=0)] = 30.0
@@ -114,7 +127,7 @@ class IngestConfig(Frozen):
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 
 
-class BuildConfig(Frozen):
+class BuildConfig(WindowedConfig):
     """``tailor build``.
 
     ``memory_budget``: bytes of build data one worker may hold (decoded points,
@@ -127,12 +140,10 @@ class BuildConfig(Frozen):
     out: StoreConfig
     shards: list[str]
     windows: list[int]
-    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
     scheduler: str | None = None
     range_bytes: Annotated[int, Field(ge=4096)] = 32 * 2**20
     memory_budget: Annotated[int, Field(ge=16 * 2**20)] = DEFAULT_MEMORY_BUDGET
     rows_per_partition: Annotated[int, Field(ge=1)] | None = None
-    shards_file: str | None = None
     n_workers: int | None = None
     #: Local cluster only: worker processes instead of threads of the build process.
     processes: bool = False
@@ -162,7 +173,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in doc.items()}
 
 
-class ProduceConfig(Frozen):
+class ProduceConfig(WindowedConfig):
     brokers: str
     topics: list[str]
     partitions: Annotated[int, Field(ge=1)] = 4
@@ -174,28 +185,22 @@ class ProduceConfig(Frozen):
     orgs: Annotated[int, Field(ge=1)] = 300
     start: int = 1767225600  # 2026-01-01T00:00:00Z
     hours: Annotated[float, Field(gt=0)] = 8.0
-    shards_file: str | None = None
-    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
 
 
-class ReadConfig(Frozen):
+class ReadConfig(WindowedConfig):
     out: StoreConfig
     org: int
     metric: int
     context: int | None = None
     ts_from: int | None = None
     ts_to: int | None = None
-    shards_file: str | None = None
-    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
 
 
-class StatusConfig(Frozen):
+class StatusConfig(WindowedConfig):
     raw: StoreConfig
     out: StoreConfig
     shard: str | None = None
     grace_s: Annotated[float, Field(ge=0)] = 900.0
-    shards_file: str | None = None
-    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
 
 
 class GcConfig(Frozen):
@@ -215,15 +220,13 @@ class DiffConfig(Frozen):
     examples: Annotated[int, Field(ge=0)] = 5
 
 
-class ShardsReportConfig(Frozen):
+class ShardsReportConfig(WindowedConfig):
     """``tailor shards report``: chunk sizes from the index (compute/balance.py).
 
     ``windows``: the window starts to look at (``--from``/``--to``, resolved).
     """
 
     raw: StoreConfig
-    shards_file: str | None = None
-    window_seconds: Annotated[int, Field(gt=0)] = 4 * 3600
     windows: list[int]
     top: Annotated[int, Field(ge=0)] = 3
     metrics_file: str | None = None

@@ -36,7 +36,7 @@ class ConfigError(TailorError):
 class InvalidPayload(TailorError):
     """A Kafka record that violates docs/contracts.md, "Invalid payloads".
 
-    ``reason`` is one of :data:`tailor.payload.REASONS`.
+    ``reason`` is one of :data:`tailor.format.payload.REASONS`.
     """
 
     def __init__(self, reason: str, detail: str = "", **context: Any) -> None:

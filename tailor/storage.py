@@ -1,7 +1,8 @@
 """Object storage: one small synchronous interface over fsspec (s3fs or local).
 
 Every call retries transient failures (HTTP 500/502/503/504, S3 ``SlowDown``,
-timeouts, connection resets) with exponential backoff and full jitter, counts
+timeouts, connection resets: :mod:`tailor.store_failures`) with exponential
+backoff and full jitter, counts
 each retry by status through ``on_retry``, and raises :class:`StorageError`
 (with the object key, the operation and how to fix it) when it gives up or the
 failure is permanent.  Keys are ``/``-separated and relative to the store's
@@ -16,139 +17,27 @@ ETag with ``If-Match``; locally: inode, mtime and size, compared and replaced
 under an exclusive ``flock`` of the key's directory).  On a local directory
 every committed write is durable: the file is fsynced before its rename or
 link, and the directory after it (and every directory a write creates), so a
-power cut cannot lose a write that returned.
+power cut cannot lose a write that returned (:mod:`tailor.durable`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import random
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import fsspec
 
+from tailor import durable
 from tailor.config import StoreConfig
 from tailor.errors import StorageError
+from tailor.store_failures import s3_code, transient_status
 
 T = TypeVar("T")
 RetryHook = Callable[[str, str], None]  # (operation, status) → None
-_TRANSIENT_STATUS = {"500", "502", "503", "504"}
-#: S3 error codes worth retrying (``ConditionalRequestConflict``: a concurrent
-#: conditional write on the same key; the retry then sees the winner's version).
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "RequestTimeout", "ConditionalRequestConflict"}
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and its causes (``__cause__``, else ``__context__``), each once."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        yield e
-        e = e.__cause__ or e.__context__
-
-
-def _status(exc: BaseException) -> str | None:
-    """A short status for a transient error, None for a permanent one."""
-    for e in _chain(exc):
-        resp = getattr(e, "response", None)
-        if isinstance(resp, dict):
-            code = str(resp.get("Error", {}).get("Code", ""))
-            status = str(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS:
-                return status or code
-            return None
-        text = str(e)
-        if "SlowDown" in text or "reduce your request rate" in text:
-            return "503"
-        if isinstance(e, TimeoutError) or "timeout" in type(e).__name__.lower():
-            return "timeout"
-        if isinstance(e, ConnectionError) or "connect" in type(e).__name__.lower():
-            return "connection"
-    return None
-
-
-def _s3_code(exc: BaseException) -> str | None:
-    """The S3 error code (e.g. ``PreconditionFailed``) behind ``exc``, if any."""
-    for e in _chain(exc):
-        resp = getattr(e, "response", None)
-        if isinstance(resp, dict):
-            return str(resp.get("Error", {}).get("Code", "")) or None
-    return None
-
-
-def failure_reason(exc: BaseException) -> str:
-    """A short label for why a store call failed, for metrics and logs.
-
-    The S3 error code when there is one (``NoSuchBucket``, ``AccessDenied``,
-    ``SlowDown``…), else ``timeout``/``connection``/an HTTP status, else the
-    exception's class name: a small, bounded set of values.
-    """
-    code = _s3_code(exc)
-    if code:
-        return code
-    return _status(exc) or type(exc.__cause__ or exc).__name__
-
-
-def fsync_dir(path: str) -> None:
-    """fsync directory ``path``: a rename, link or new entry in it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _makedirs_durable(path: str) -> None:
-    """``os.makedirs(path)``, fsyncing the parent of every directory it creates."""
-    missing: list[str] = []
-    p = path
-    while not os.path.isdir(p):
-        missing.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
-            os.mkdir(d)
-        fsync_dir(os.path.dirname(d))
-
-
-def _write_tmp(path: str, data: bytes | bytearray) -> str:
-    """Write ``data`` to a new temporary file beside ``path``, fsynced; return its path.
-
-    Creates (durably) the directories it needs.
-    """
-    _makedirs_durable(os.path.dirname(path))
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
-
-
-@contextlib.contextmanager
-def _dir_lock(path: str) -> Iterator[None]:
-    """An exclusive ``flock`` on the directory of ``path`` (created if needed)."""
-    d = os.path.dirname(path)
-    _makedirs_durable(d)
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _local_token(st: os.stat_result) -> str:
-    return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
 
 
 class Store:
@@ -206,12 +95,12 @@ class Store:
                 # s3fs turns NoSuchBucket into FileNotFoundError; for a write it
                 # means the bucket (or the directory root) is missing.
                 raise StorageError(f"{op} failed: the store does not exist", key=key,
-                                   store=self.url, reason=f"{_s3_code(exc) or 'NotFound'}: {exc}",
+                                   store=self.url, reason=f"{s3_code(exc) or 'NotFound'}: {exc}",
                                    fix=self._missing_fix()) from exc
             except FileExistsError:
                 raise
             except Exception as exc:  # classify; permanent errors raise at once
-                status = _status(exc)
+                status = transient_status(exc)
                 if status is None or attempt == self.max_attempts:
                     why = f"{type(exc).__name__}: {exc}"
                     fix = ("check the bucket exists and the AWS_* credentials allow it"
@@ -246,8 +135,8 @@ class Store:
             return
 
         def local() -> None:
-            os.replace(_write_tmp(path, data), path)
-            fsync_dir(os.path.dirname(path))
+            os.replace(durable.write_tmp(path, data), path)
+            durable.fsync_dir(os.path.dirname(path))
 
         self._call("put", key, local)
 
@@ -261,12 +150,12 @@ class Store:
                 def local() -> None:
                     # Content first, then an atomic, exclusive link: a reader never
                     # sees the key exist without its whole content.
-                    tmp = _write_tmp(path, data)
+                    tmp = durable.write_tmp(path, data)
                     try:
                         os.link(tmp, path)
                     finally:
                         os.unlink(tmp)
-                    fsync_dir(os.path.dirname(path))
+                    durable.fsync_dir(os.path.dirname(path))
                 self._call("put", key, local)
         except FileExistsError:
             return False
@@ -296,7 +185,7 @@ class Store:
         else:
             def local() -> tuple[bytes, str]:
                 with open(path, "rb") as f:
-                    return f.read(), _local_token(os.fstat(f.fileno()))
+                    return f.read(), durable.local_token(os.fstat(f.fileno()))
             fn = local
         try:
             return self._call("get", key, fn)
@@ -324,7 +213,7 @@ class Store:
                     self.fs.call_s3("put_object", Bucket=bucket, Key=obj, Body=data,
                                     IfMatch=token)
                 except Exception as exc:
-                    if _s3_code(exc) in ("PreconditionFailed", "NoSuchKey", "412"):
+                    if s3_code(exc) in ("PreconditionFailed", "NoSuchKey", "412"):
                         return False
                     if isinstance(exc, FileNotFoundError):  # the key was deleted meanwhile
                         return False
@@ -333,15 +222,15 @@ class Store:
             return self._call("put", key, remote)
 
         def local() -> bool:
-            with _dir_lock(path):
+            with durable.dir_lock(path):
                 try:
-                    current = _local_token(os.stat(path))
+                    current = durable.local_token(os.stat(path))
                 except FileNotFoundError:
                     return False
                 if current != token:
                     return False
-                os.replace(_write_tmp(path, data), path)
-                fsync_dir(os.path.dirname(path))
+                os.replace(durable.write_tmp(path, data), path)
+                durable.fsync_dir(os.path.dirname(path))
                 return True
         return self._call("put", key, local)
 
@@ -429,7 +318,7 @@ class Store:
                 self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=obj,
                                 UploadId=upload_id)
             except Exception as exc:
-                if _s3_code(exc) != "NoSuchUpload":
+                if s3_code(exc) != "NoSuchUpload":
                     raise
         with contextlib.suppress(FileNotFoundError):
             self._call("delete", key, abort)

@@ -29,9 +29,9 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 
-from tailor import services
 from tailor.config import StoreConfig
 from tailor.storage import Store
+from tailor.testing import services
 
 #: Fixtures that start a service, directly or through another fixture: a test
 #: using any of them is marked ``services``.

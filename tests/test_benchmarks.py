@@ -31,9 +31,9 @@ from benchmarks.results import Results, Run, Section
 from benchmarks.suites import Contender, hive_files, run_rounds
 from benchmarks.suites.build import published_seconds
 from benchmarks.suites.ingest import raw_store_problems
-from tailor import framing, layout
 from tailor.config import StoreConfig
-from tailor.records import ObjectRecord
+from tailor.format import framing, layout
+from tailor.format.records import ObjectRecord
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
@@ -317,7 +317,7 @@ def test_results_round_trip_and_render_command(tmp_path: Path) -> None:
 def test_raw_store_check_counts_payloads_once_per_object(small: workload.Prepared,
                                                         tmp_path: Path) -> None:
     """Objects indexed under several hours count once; quarantine entries are read back."""
-    from tailor.records import QuarantineEntry
+    from tailor.format.records import QuarantineEntry
 
     store = Store(StoreConfig(url=str(tmp_path)))
     dataset.write_raw_objects(small.valid, store, ShardMap(), max_object_bytes=1 << 14)
@@ -348,3 +348,17 @@ def test_an_ingest_round_counts_only_when_committed_to_the_acknowledged_end() ->
     assert not result({("t", 0): 10}).complete  # a partition never committed
     assert "exit code 1" in result(dict(ends), rc=1).problems()
     assert "consumed only 14" in result(dict(ends), consumed=14).problems()[0]
+
+
+def test_a_process_over_its_rss_limit_is_stopped_and_says_why() -> None:
+    """A peer past the harness's memory limit is killed and never counts (scale suite)."""
+    from benchmarks import procs
+    from benchmarks.accounting import why_not
+
+    grow = ("b = bytearray(400 * 2**20)\nb[::4096] = b'x' * len(b[::4096])\n"
+            "import time\ntime.sleep(30)")
+    e = procs.timed([sys.executable, "-c", grow], label="hog", rss_limit=200 * 2**20)
+    assert e.exit_code == -9 and e.seconds < 20
+    assert "more than 0.2 GiB of RSS" in e.reason
+    run = Run(round=1, seconds=e.seconds, exit_code=e.exit_code, reason=e.reason)
+    assert "RSS" in (why_not(run) or "")

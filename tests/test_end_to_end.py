@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from tailor.config import ProduceConfig, StoreConfig
-from tailor.services import Broker, S3Server
-from tailor.synth import generate
+from tailor.testing.services import Broker, S3Server
+from tailor.testing.stream import generate
 from tests.contract import read_chunk
 from tests.ops.pipeline import ingest, send
 

@@ -97,7 +97,7 @@ def test_a_write_to_a_missing_bucket_is_a_storage_error(s3: Any) -> None:
     """s3fs reports NoSuchBucket as FileNotFoundError; a write must not pass that
     on as "no such key" (callers retry StorageError) and must say how to fix it."""
     from tailor.errors import StorageError
-    from tailor.storage import failure_reason
+    from tailor.store_failures import failure_reason
 
     st = Store(StoreConfig(url="s3://tailor-never-made/raw", s3_endpoint_url=s3.endpoint_url))
     for data, part in ((b"x", 5 << 20), (bytes(6 << 20), 5 << 20)):  # single and multipart

@@ -42,7 +42,7 @@ from benchmarks.names import COLD, FIRST_RUN, IN_PROCESS, SCHEDULER, WARM
 from benchmarks.results import Results, Run, Section
 from benchmarks.suites import Contender, hive_files, run_rounds, tailor_files
 from benchmarks.workload import Prepared, log, synth, write_direct
-from tailor import layout
+from tailor.format import layout
 
 _PUBLISHED = re.compile(r"published in ([0-9.]+)\s*s")
 
@@ -124,7 +124,7 @@ class TailorCli:
         env = procs.clean_env({"NUMBA_CACHE_DIR": cache})
         e = procs.timed(self.command(out, scheduler), label="tailor build", env=env,
                         log_path=self.work / "build.log")
-        run = Run(round=rnd, seconds=e.seconds, exit_code=e.exit_code,
+        run = Run(round=rnd, seconds=e.seconds, exit_code=e.exit_code, reason=e.reason,
                   extra=memory_of(e.peaks, "tailor build"))
         pub = published_seconds(e.output)
         if pub is not None:
@@ -145,14 +145,15 @@ class TailorCli:
 
 def peer_contender(engine: str, points: str, work: Path, *, threads: int = 2,
                    runs: int | None = None, keep: str | None = None,
-                   scale: str = "1×", res: Results | None = None) -> Contender:
+                   scale: str = "1×", res: Results | None = None,
+                   rss_limit: int | None = None) -> Contender:
     def run(rnd: int, out: str) -> Run:
         jpath = work / f"peer-{engine}.json"
         jpath.unlink(missing_ok=True)
         e = procs.timed([sys.executable, "-m", "benchmarks.peers", engine, "--points", points,
                          "--out", out, "--threads", str(threads), "--json", str(jpath)],
-                        label=engine, log_path=work / "peers.log")
-        r = Run(round=rnd, seconds=e.seconds, exit_code=e.exit_code,
+                        label=engine, log_path=work / "peers.log", rss_limit=rss_limit)
+        r = Run(round=rnd, seconds=e.seconds, exit_code=e.exit_code, reason=e.reason,
                 extra={"peak_rss": float(max((p.rss for p in e.peaks), default=0))})
         if e.exit_code == 0 and jpath.exists():
             inner = float(json.loads(jpath.read_text())["seconds"])

@@ -34,8 +34,8 @@ def raw_store_problems(raw_dir: str, valid: int, invalid: int) -> list[str]:
     (counted once per object over its index records), every invalid one in the
     quarantine (read with the product's own readers, whatever their layout)."""
     from tailor.config import StoreConfig
+    from tailor.format.records import ObjectRecord
     from tailor.ingest import quarantine
-    from tailor.records import ObjectRecord
     from tailor.storage import Store
 
     store = Store(StoreConfig(url=raw_dir))
@@ -79,7 +79,7 @@ def _fetch_run(rnd: int, fn: Callable[[], kafka.FetchResult], total: int) -> Run
 def run(a: argparse.Namespace, prep: Prepared, work: Path, res: Results,
         save: Callable[[], None]) -> str | None:
     """Run the suite; returns round 1's raw store when it is complete (for the build)."""
-    from tailor import services
+    from tailor.testing import services
 
     sec = res.ingest = res.ingest or Section(points=prep.points)
     first_raw: str | None = None
@@ -145,4 +145,4 @@ def _profile(bootstrap: str, ends: dict[tuple[str, int], int], work: Path) -> Pr
              f"raw stacks in {prof}",
         self_time=top_frames(prof, 12),
         inclusive=inclusive(prof, r"\((consumer|batcher|writer|quarantine|payload|framing|"
-                                  r"storage|classify|batchcheck)\.py\)", 15))
+                                  r"storage|classify|validate_batch)\.py\)", 15))

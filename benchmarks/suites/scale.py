@@ -5,7 +5,7 @@ Kafka) and to one points file for the peers (:func:`benchmarks.workload.
 prepare_scaled`).  Every run is checked bit for bit against the 10× oracle.
 A peer that fails (out of memory, a crash, a wrong output) is shown with its
 reason and left out of the ratio, which is against the best peer that
-completes.
+completes; a peer above :data:`PEER_RSS_LIMIT` of RSS is stopped there.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ from benchmarks.results import Results, Section
 from benchmarks.suites import Contender, run_rounds, tailor_files
 from benchmarks.suites.build import TailorCli, inprocess_contender, peer_contender
 from benchmarks.workload import Scaled, log, prepare_scaled
+
+#: A peer whose process tree holds more RSS than this at 10× is stopped and shown
+#: as not completing: the machine has 24 GiB, and the rest is the OS's and the
+#: harness's (a peer past it would otherwise bring the OOM killer onto the run).
+PEER_RSS_LIMIT = 20 * 2**30
 
 
 def run(a: argparse.Namespace, work: Path, warm_raw: str, res: Results,
@@ -51,7 +56,8 @@ def run(a: argparse.Namespace, work: Path, warm_raw: str, res: Results,
         if why:
             sec.notes.append(f"{e}: not run, {why}")
             continue
-        contenders.append(peer_contender(e, sc.raw_points, work, scale=f"{k}×", res=res))
+        contenders.append(peer_contender(e, sc.raw_points, work, scale=f"{k}×", res=res,
+                                         rss_limit=PEER_RSS_LIMIT))
     run_rounds(sec, contenders, a.runs10, sc.reference, work, res, save)
     w = sec.get(WARM)
     for r in w.runs if w else []:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tailor import framing, layout, payload
-from tailor.records import ObjectRecord, OffsetRange, hour_counts
+from tailor.format import framing, layout, payload
+from tailor.format.records import ObjectRecord, OffsetRange, hour_counts
 from tailor.shards import ShardMap
 from tailor.storage import Store
 

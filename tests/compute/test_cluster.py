@@ -14,11 +14,11 @@ import cloudpickle
 import pytest
 from distributed import Client
 
-from tailor import services
 from tailor.compute.build import build_chunks
 from tailor.config import BuildConfig, StoreConfig
 from tailor.shards import ShardMap
 from tailor.storage import Store
+from tailor.testing import services
 
 from . import killer
 from .rawgen import T0, W, expected, mixed_payloads, rows_of, write_object

@@ -13,11 +13,11 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tailor import layout
 from tailor.config import StoreConfig
-from tailor.services import S3Server
+from tailor.format import layout
 from tailor.shards import ShardMap
 from tailor.storage import Store
+from tailor.testing.services import S3Server
 from tests.contract import read_chunk
 from tests.ingest.faultproxy import FaultProxy
 

@@ -14,8 +14,8 @@ from tailor.compute.build import build_chunks
 from tailor.compute.monitor import stage_seconds, store_retries
 from tailor.config import BuildConfig, StoreConfig
 from tailor.metrics import BUILD_STAGE_SECONDS, BUILD_STORE_RETRIES
-from tailor.services import S3Server
 from tailor.storage import Store
+from tailor.testing.services import S3Server
 from tests.ingest.faultproxy import FaultProxy
 
 from .rawgen import T0, mixed_payloads, write_object

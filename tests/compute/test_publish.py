@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 from distributed import Client
 
-from tailor import layout
 from tailor.cli import main
 from tailor.compute import build, sfile_reader
 from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
 from tailor.errors import StorageError
+from tailor.format import layout
 from tailor.shards import ShardMap
 from tailor.storage import Store
 

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tailor import layout
 from tailor.compute import publish as pub
 from tailor.compute.decode import Points
 from tailor.config import StoreConfig
-from tailor.records import Manifest, PartFile
+from tailor.format import layout
+from tailor.format.records import Manifest, PartFile
 from tailor.storage import Store
 
 from .rawgen import T0, W

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import zstandard
 
-from tailor import framing, payload
 from tailor.compute import exchange, graph, merge, route
 from tailor.compute.decode import Points, concat, decode_range
 from tailor.compute.plan import ReadTask, plan_chunk, split_ranges
 from tailor.compute.read import scan_owned
-from tailor.records import ObjectRecord
+from tailor.format import framing, payload
+from tailor.format.records import ObjectRecord
 from tailor.shards import ShardMap
 
 from .rawgen import T0, Gen, W, frame_of, mixed_payloads

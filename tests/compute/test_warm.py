@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
-from tailor import framing
 from tailor.compute.warm import WarmKernels
+from tailor.format import framing
 
 # Runs in a fresh interpreter: kernels already loaded by other tests would hide a gap.
 # After warm(), two real builds run on an in-process cluster (the same process, so
@@ -23,7 +23,7 @@ _CHECK = textwrap.dedent("""
     import tempfile
     import numba
     import numpy as np
-    from tailor import payload
+    from tailor.format import payload
     from tailor.compute.warm import warm
 
     def loaded():

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tailor import payload as pl
-from tailor import synth
 from tailor.compute.ready import build_ready
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.records import QuarantineEntry
+from tailor.format import payload as pl
+from tailor.format.records import QuarantineEntry
 from tailor.shards import load
 from tailor.storage import Store
+from tailor.testing.oracle import oracle
+from tailor.testing.stream import DUPLICATE, VALID, Synth, generate
 from tests.ops.pipeline import mismatches
 
 from .helpers import Rec, check_complete
@@ -39,7 +40,7 @@ class Stream:
 
     topics: list[str]
     shards_file: str
-    synth: synth.Synth
+    synth: Synth
     recs: list[Rec]
     extra_points: list[np.ndarray] = field(default_factory=list)
     extra_meta: list[tuple[int, int]] = field(default_factory=list)  # (org, intake_ns)
@@ -58,7 +59,7 @@ class Stream:
         intake = np.concatenate([s.pay_intake_ns.astype(np.uint64),
                                  np.array([i for _, i in self.extra_meta], dtype=np.uint64)])
         n = np.concatenate([s.pay_n, [len(p) for p in self.extra_points]]).astype(np.int64)
-        return synth.oracle(pts, org, intake, n, load(self.shards_file), s.cfg.window_seconds)
+        return oracle(pts, org, intake, n, load(self.shards_file), s.cfg.window_seconds)
 
 
 def stream(topics: list[str], root: Path, points: int, seed: int,
@@ -66,11 +67,11 @@ def stream(topics: list[str], root: Path, points: int, seed: int,
     """A synth stream over ``topics`` (4 partitions each) for 2 shared shards."""
     shards_file = root / "shards.yaml"
     shards_file.write_text("shared_shards: 2\n")
-    s = synth.generate(ProduceConfig(brokers="unused", topics=topics, points=points, orgs=8,
+    s = generate(ProduceConfig(brokers="unused", topics=topics, points=points, orgs=8,
                                      hours=8, seed=seed, invalid_rate=invalid_rate,
                                      shards_file=str(shards_file)))
     recs = [Rec(r.topic, r.partition, r.key, r.value,
-                None if r.kind in (synth.VALID, synth.DUPLICATE) else r.kind)
+                None if r.kind in (VALID, DUPLICATE) else r.kind)
             for r in s.records]
     return Stream(topics, str(shards_file), s, recs)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from tailor import framing, layout
-from tailor import payload as pl
 from tailor.config import StoreConfig
-from tailor.records import ObjectRecord, QuarantineEntry
+from tailor.format import framing, layout
+from tailor.format import payload as pl
+from tailor.format.records import ObjectRecord, QuarantineEntry
 from tailor.storage import Store
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z
@@ -94,15 +94,15 @@ def make_stream(topics: list[str], n_valid: int, seed: int, *, invalid_every: in
 
 def synth_stream(topics: list[str], points: int, seed: int,
                  invalid_rate: float = 0.05) -> list[Rec]:
-    """The project's realistic generator (tailor.synth): skewed orgs, late and
+    """The project's realistic generator (tailor.testing.stream): skewed orgs, late and
     re-sent points, duplicate deliveries, invalid payloads of every kind."""
-    from tailor import synth
     from tailor.config import ProduceConfig
+    from tailor.testing.stream import DUPLICATE, VALID, generate
 
-    s = synth.generate(ProduceConfig(brokers="unused", topics=topics, points=points,
+    s = generate(ProduceConfig(brokers="unused", topics=topics, points=points,
                                      invalid_rate=invalid_rate, orgs=60, seed=seed))
     return [Rec(r.topic, r.partition, r.key, r.value,
-                None if r.kind in (synth.VALID, synth.DUPLICATE) else r.kind)
+                None if r.kind in (VALID, DUPLICATE) else r.kind)
             for r in s.records]
 
 

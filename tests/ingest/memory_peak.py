@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tailor import payload as pl
-from tailor import services
 from tailor.config import StoreConfig, parse_bytes
+from tailor.format import payload as pl
+from tailor.testing import services
 
 from .faultproxy import FaultProxy
 from .helpers import T0, ingest_cmd, read_log, start, wait_until

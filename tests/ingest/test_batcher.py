@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tailor import framing, layout
-from tailor import payload as pl
 from tailor.config import FlushPolicy
+from tailor.format import framing, layout
+from tailor.format import payload as pl
+from tailor.format.records import QuarantineEntry
 from tailor.ingest.batcher import OBJECT, QUARANTINE, Batcher, Invalid, Valid
 from tailor.ingest.classify import classify_one as classify
 from tailor.ingest.writer import object_record
-from tailor.records import QuarantineEntry
 from tailor.shards import ShardMap
 
 from .helpers import T0, invalid_kinds, points

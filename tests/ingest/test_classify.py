@@ -6,12 +6,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from tailor import framing
-from tailor import payload as pl
 from tailor.config import FlushPolicy
+from tailor.format import framing
+from tailor.format import payload as pl
+from tailor.format.layout import HOUR
 from tailor.ingest.batcher import Batcher, Invalid, Valid
 from tailor.ingest.classify import Classifier, _Rec
-from tailor.layout import HOUR
 from tailor.shards import ShardMap
 
 from .helpers import T0, invalid_kinds, points

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from tailor import payload as pl
-from tailor import services
 from tailor.config import StoreConfig
-from tailor.records import CLOCK_SLACK_NS, Watermark
+from tailor.format import payload as pl
+from tailor.format.records import CLOCK_SLACK_NS, Watermark
 from tailor.storage import Store
+from tailor.testing import services
 
 from . import gameday
 from .faultproxy import FaultProxy

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tailor import services
 from tailor.config import StoreConfig
-from tailor.records import Watermark
+from tailor.format.records import Watermark
 from tailor.storage import Store
+from tailor.testing import services
 
 from .faultproxy import FaultProxy
 from .helpers import (

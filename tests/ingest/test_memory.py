@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tailor import services
 from tailor.ingest.consumer import fetch_bytes
+from tailor.testing import services
 
 from .memory_peak import MiB, measure
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tailor import layout
 from tailor.config import FlushPolicy, StoreConfig
+from tailor.format import layout
 from tailor.ingest import quarantine
 from tailor.ingest.batcher import Batch, Batcher, Invalid
 from tailor.ingest.classify import classify_one

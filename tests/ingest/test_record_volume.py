@@ -7,14 +7,14 @@ from collections import Counter
 
 import numpy as np
 
-from tailor import payload as pl
 from tailor.compute.volume import collect, record_volume
 from tailor.config import FlushPolicy
+from tailor.format import payload as pl
+from tailor.format.layout import HOUR, parse_stamp
+from tailor.format.records import MAX_ORG_HOURS, ObjectRecord
 from tailor.ingest.batcher import Batcher
 from tailor.ingest.classify import Classifier, _Rec
 from tailor.ingest.writer import object_record
-from tailor.layout import HOUR, parse_stamp
-from tailor.records import MAX_ORG_HOURS, ObjectRecord
 from tailor.shards import ShardMap
 
 from .helpers import T0, points

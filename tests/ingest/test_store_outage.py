@@ -13,8 +13,8 @@ from pathlib import Path
 
 import boto3
 
-from tailor import services
 from tailor.config import StoreConfig
+from tailor.testing import services
 
 from .helpers import (
     check_complete,

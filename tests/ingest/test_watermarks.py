@@ -14,13 +14,13 @@ import time
 import uuid
 from pathlib import Path
 
-from tailor import payload as pl
-from tailor import services
 from tailor.config import FlushPolicy, StoreConfig
+from tailor.format import payload as pl
+from tailor.format.records import CLOCK_SLACK_NS, Watermark
 from tailor.ingest.batcher import Batcher
 from tailor.ingest.watermarks import Watermarks
-from tailor.records import CLOCK_SLACK_NS, Watermark
 from tailor.storage import Store
+from tailor.testing import services
 
 from .faultproxy import FaultProxy
 from .helpers import (

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tailor.layout import WINDOW_SECONDS, chunk_dir, manifest_key, stamp
-from tailor.records import Manifest, PartFile
+from tailor.format.layout import WINDOW_SECONDS, chunk_dir, manifest_key, stamp
+from tailor.format.records import Manifest, PartFile
 from tailor.storage import Store
 
 SCHEMA = pa.schema([("org_id", pa.uint32()), ("metric_id", pa.uint64()),

@@ -9,13 +9,13 @@ import pyarrow as pa
 
 from tailor.config import FlushPolicy, IngestConfig, StoreConfig
 from tailor.storage import Store
-from tailor.synth import SynthRecord
+from tailor.testing.stream import SynthRecord
 from tests import contract
 
 
 def send(bootstrap: str, records: Sequence[SynthRecord]) -> None:
     """Send ``records`` to their topic and partition, in order; blocks until acked."""
-    from tailor.produce import produce_records
+    from tailor.testing.produce import produce_records
 
     asyncio.run(produce_records(bootstrap, records))
 

@@ -16,17 +16,18 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tailor import payload as P
 from tailor.compute.diff import read_chunk
 from tailor.compute.readiness import chunk_rows
 from tailor.compute.ready import build_ready
 from tailor.compute.state import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.layout import HOUR, stamp
-from tailor.services import Broker, create_topics
+from tailor.format import payload
+from tailor.format.layout import HOUR, stamp
 from tailor.shards import load
 from tailor.storage import Store
-from tailor.synth import POINT_SCHEMA, Synth, SynthRecord, generate
+from tailor.testing.oracle import POINT_SCHEMA
+from tailor.testing.services import Broker, create_topics
+from tailor.testing.stream import Synth, SynthRecord, generate
 from tests.ops.pipeline import ingest, mismatches, send
 
 T0 = 1767225600
@@ -124,7 +125,7 @@ def test_two_concurrent_runs_publish_each_chunk_once(
     assert mismatches(out, expected) == []
     # One attempt's files per chunk: nobody published over anybody.
     for shard, start in expected:
-        from tailor.layout import chunk_dir
+        from tailor.format.layout import chunk_dir
 
         parts = [k for k in out.list(chunk_dir(shard, start) + "/") if k.endswith(".parquet")]
         assert len({k.rsplit("/", 1)[-1].split("-")[1] for k in parts}) == 1, parts
@@ -141,10 +142,10 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     # A new point for the first window of an org's shard, arriving much later.
     org = int(stream.synth.pay_org[0])
     shard = shard_map.shard_for(org, T0)
-    pts = np.zeros(1, dtype=P.RECORD_DTYPE)
+    pts = np.zeros(1, dtype=payload.RECORD_DTYPE)
     pts[0] = (4242, 4343, T0 + 60, 3.25)
     intake = int(stream.synth.pay_intake_ns.max()) + 10**9
-    late = SynthRecord(stream.topics[0], 1, str(org).encode(), P.encode(org, intake, pts),
+    late = SynthRecord(stream.topics[0], 1, str(org).encode(), payload.encode(org, intake, pts),
                        "valid", org, intake, 1)
     send(stream.broker.bootstrap, [late])
     ingest(stream.broker.bootstrap, stream.topics, stream.raw, shards_file=stream.shards_file)

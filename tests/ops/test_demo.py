@@ -49,8 +49,13 @@ def test_demo_small_verifies_and_its_read_example_works(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert "VERIFIED" in out
+    # start-up (cluster, kernels) is its own line; the build's rate excludes it
+    assert re.search(r"^start-up +[0-9.]+ s .*cluster [0-9.]+ s, numba kernels loaded [0-9.]+ s",
+                     out, re.M), out
+    build = r"^build +[0-9.]+ s for \d+ chunks: \d+ points at [0-9.]+ [kM]/s \(start-up not"
+    assert re.search(build, out, re.M), out
     for label in ("points in", "invalid", "points out", "bytes/point", "produce", "ingest",
-                  "build", "S files", "dashboard    http://127.0.0.1:", "read "):
+                  "start-up", "build", "S files", "dashboard    http://127.0.0.1:", "read "):
         assert label in out, label
     broker_pid = int(re.search(r"broker on 127\.0\.0\.1:\d+ \(pid (\d+)\)", out).group(1))  # type: ignore[union-attr]
     assert _dead(broker_pid)

@@ -111,7 +111,7 @@ def test_roots_local_and_cli(tmp_path: Path) -> None:
 
 
 def test_roots_on_s3(s3: object, bucket: str) -> None:
-    from tailor.services import S3Server
+    from tailor.testing.services import S3Server
 
     assert isinstance(s3, S3Server)
     cfg = {"s3_endpoint_url": s3.endpoint_url}

@@ -9,14 +9,14 @@ import boto3
 import numpy as np
 from click.testing import CliRunner
 
-from tailor import layout
 from tailor.cli import main
 from tailor.compute import gc
 from tailor.compute import publish as pub
 from tailor.compute.decode import Points
 from tailor.config import StoreConfig
-from tailor.services import S3Server
+from tailor.format import layout
 from tailor.storage import Store
+from tailor.testing.services import S3Server
 from tests.compute.rawgen import T0, W, mixed_payloads, write_object
 
 SHARD = "org-mod-7"

@@ -11,8 +11,8 @@ from tailor.compute.readiness import (
     select_ready,
 )
 from tailor.compute.reshard import moves
-from tailor.layout import HOUR, object_key, stamp
-from tailor.records import CLOCK_SLACK_NS, InputObject, Manifest, ObjectRecord, Watermark
+from tailor.format.layout import HOUR, object_key, stamp
+from tailor.format.records import CLOCK_SLACK_NS, InputObject, Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, parse
 
 T0 = 1767225600  # 2026-01-01T00

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from tailor.cli import main
 from tailor.compute.diff import read_chunk
 from tailor.compute.ready import build_ready
-from tailor.layout import HOUR
-from tailor.services import Broker
+from tailor.format.layout import HOUR
 from tailor.storage import Store
+from tailor.testing.services import Broker
 from tests.ops.pipeline import mismatches
 from tests.ops.test_build_ready import T0, Stream
 

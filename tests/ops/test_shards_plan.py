@@ -27,10 +27,11 @@ import tailor
 from tailor.cli import main
 from tailor.compute.ready import build_ready
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.layout import HOUR, chunk_dir
-from tailor.services import Broker, create_topics
+from tailor.format.layout import HOUR, chunk_dir
 from tailor.shards import Dedicated, load
-from tailor.synth import generate, oracle
+from tailor.testing.oracle import oracle
+from tailor.testing.services import Broker, create_topics
+from tailor.testing.stream import generate
 from tests.contract import read_chunk
 from tests.ops.pipeline import ingest, send
 

@@ -2,7 +2,7 @@
 
 Raw store (``--raw``)::
 
-    objects/{hh}/{shard}/{batch}.tlr          framed payloads (tailor.framing)
+    objects/{hh}/{shard}/{batch}.tlr          framed payloads (tailor.format.framing)
     index/{shard}/{YYYY-MM-DDTHH}/{batch}.json one record per object per hour
                                               of point ts it holds points of
     index/{shard}/{YYYY-MM-DDTHH}+{N}h/{batch}.json  ... or per coarser bucket

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tailor import services
 from tailor.cli import main
+from tailor.testing import services
 
 SUBCOMMANDS = ["produce", "ingest", "build", "read", "status", "diff", "demo", "gc", "shards",
                "compile-kernels"]
@@ -104,7 +104,7 @@ def test_produce_against_broker_writes_expected(broker: services.Broker, tmp_pat
     assert (exp / "payloads.parquet").exists() and any((exp / "points").iterdir())
 
 
-def test_compile_kernels_caches_the_build_kernels() -> None:
+def test_compile_kernels_caches_the_build_and_ingest_kernels() -> None:
     res = CliRunner().invoke(main, ["compile-kernels"])
     assert res.exit_code == 0, res.output
-    assert "every build kernel cached" in res.output
+    assert "every build and ingest kernel cached" in res.output

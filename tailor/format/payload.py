@@ -16,8 +16,8 @@ from typing import Final
 import numpy as np
 import zstandard
 
-from tailor import zstdframe as zf
 from tailor.errors import InvalidPayload
+from tailor.format import zstdframe
 
 MAGIC: Final = b"TLP1"
 HEADER = struct.Struct("<4sIQII")  # magic, org_id, intake_ns, n_points, reserved
@@ -45,7 +45,7 @@ BAD_KEY: Final = "bad_key"
 KEY_MISMATCH: Final = "key_mismatch"
 #: Not an invalid kind of docs/contracts.md: classifying the record raised an
 #: unexpected exception (a bug).  The record is quarantined with the exception
-#: text instead of stopping ingest (:func:`tailor.batchcheck.check`).
+#: text instead of stopping ingest (:func:`tailor.format.validate_batch.check`).
 INTERNAL_ERROR: Final = "internal_error"
 REASONS: Final = (
     MISSING_VALUE, NOT_ONE_FRAME, DECOMPRESS_FAILED, CHECKSUM_MISMATCH, TOO_LARGE,
@@ -125,15 +125,15 @@ def decompress(value: bytes) -> bytes:
 
     A frame that declares its size is decompressed into that many bytes.
     One that does not is decompressed in one go into the bound its block
-    headers give (:func:`tailor.zstdframe.walk`) when that is within the
+    headers give (:func:`tailor.format.zstdframe.walk`) when that is within the
     limit; otherwise it is first streamed through a small buffer to count its
     size (a too-large frame is rejected as soon as the count passes the
     limit), then decompressed into exactly that size.  Raises
     :class:`InvalidPayload` for every section-1 zstd failure.
     """
-    status, length, _, bound = zf.walk(np.frombuffer(value, np.uint8), 0, len(value))
-    if status != zf.OK:
-        raise InvalidPayload(NOT_ONE_FRAME, zf.MESSAGES[status])
+    status, length, _, bound = zstdframe.walk(np.frombuffer(value, np.uint8), 0, len(value))
+    if status != zstdframe.OK:
+        raise InvalidPayload(NOT_ONE_FRAME, zstdframe.MESSAGES[status])
     if len(value) > length:
         raise InvalidPayload(NOT_ONE_FRAME, f"{len(value) - length} bytes after the zstd frame")
     try:

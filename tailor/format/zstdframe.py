@@ -5,15 +5,17 @@ and returns its length, its declared content size and, for a frame that does
 not declare it, an upper bound of its decompressed size computed from the
 block headers (raw and RLE blocks regenerate exactly their stated size, a
 compressed block at most ``min(window size, 128 KiB)``).  It is the single
-implementation behind :func:`tailor.payload.decompress` and the batch
-validator (:mod:`tailor.batchcheck`).
+implementation behind :func:`tailor.format.payload.decompress` and the batch
+validator (:mod:`tailor.format.validate_batch`).
 
-:data:`DECOMPRESS` is libzstd's ``ZSTD_decompressDCtx`` as a ctypes function
-that numba kernels call directly (``nogil``), taken from python-zstandard's
-own cffi build of libzstd, or the system ``libzstd`` if that build is
-missing; None when neither loads (callers then fall back to
-python-zstandard per payload).  Every argument is passed as ``size_t``
-(pointers included: same registers on LP64 platforms).  :func:`dctx` gives
+:data:`DECOMPRESS` is libzstd's ``ZSTD_decompressDCtx`` as a ctypes function,
+taken from python-zstandard's own cffi build of libzstd, or the system
+``libzstd`` if that build is missing; None when neither loads (callers then
+fall back to python-zstandard per payload).  :data:`DECOMPRESS_ADDR` is its
+address: a numba kernel takes it as an argument and calls it with
+:func:`call_decompress` (``nogil``), so that the kernel holds no address of
+this process and numba can cache it on disk.  Every argument is passed as
+``size_t`` (pointers included: same registers on LP64 platforms).  :func:`dctx` gives
 each thread its own ``ZSTD_DCtx`` (not thread-safe), freed when the thread ends.
 """
 
@@ -27,6 +29,9 @@ from typing import Any, Final
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 ZSTD_MAGIC: Final = 0xFD2FB528
 BLOCK_MAX: Final = 128 * 1024
@@ -157,6 +162,29 @@ def _load() -> tuple[Any, Any, Any] | None:
 
 _FUNCS: Final = _load()
 DECOMPRESS: Final = _FUNCS[0] if _FUNCS is not None else None
+#: The address of :data:`DECOMPRESS` (None when it is None), for :func:`call_decompress`.
+DECOMPRESS_ADDR: Final = (ctypes.cast(DECOMPRESS, ctypes.c_void_p).value
+                          if DECOMPRESS is not None else None)
+
+
+def _call_decompress(typingctx: Any, fn: Any, dctx: Any, dst: Any, cap: Any, src: Any,
+                     n: Any) -> Any:
+    """In a numba kernel: ``ZSTD_decompressDCtx(dctx, dst, cap, src, n)`` through the
+    function at address ``fn`` (:data:`DECOMPRESS_ADDR`); every argument and the
+    result are ``uint64``.  The address is a run-time value, so a kernel calling
+    this can be cached (``cache=True``)."""
+    u64 = types.uint64
+    sig = u64(u64, u64, u64, u64, u64, u64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        i64 = ir.IntType(64)
+        ptr = builder.inttoptr(args[0], ir.FunctionType(i64, [i64] * 5).as_pointer())
+        return builder.call(ptr, list(args[1:]))
+
+    return sig, codegen
+
+
+call_decompress: Final[Any] = intrinsic(_call_decompress)
 _LOCAL = threading.local()
 
 

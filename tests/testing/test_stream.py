@@ -1,5 +1,5 @@
-"""tailor.synth: reproducible, realistic, exactly sized, and an oracle that agrees
-with a brute-force pure-Python reference."""
+"""tailor.testing.stream and .oracle: reproducible, realistic, exactly sized, and an
+oracle that agrees with a brute-force pure-Python reference."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pyarrow.compute as pc
 import pytest
 import zstandard
 
-from tailor import payload as P
-from tailor import synth
 from tailor.config import ProduceConfig
 from tailor.errors import InvalidPayload
+from tailor.format import payload
 from tailor.shards import load as load_shards
+from tailor.testing.oracle import POINT_SCHEMA, load_expected
+from tailor.testing.stream import DUPLICATE, VALID, Synth, SynthRecord, generate
 
 
 def cfg(points: int = 3000, **kw: object) -> ProduceConfig:
@@ -28,89 +29,90 @@ def cfg(points: int = 3000, **kw: object) -> ProduceConfig:
 
 
 @pytest.fixture(scope="module")
-def small() -> synth.Synth:
-    return synth.generate(cfg())
+def small() -> Synth:
+    return generate(cfg())
 
 
 @pytest.fixture(scope="module")
-def medium() -> synth.Synth:
-    return synth.generate(cfg(100_000, orgs=300, seed=11))
+def medium() -> Synth:
+    return generate(cfg(100_000, orgs=300, seed=11))
 
 
-def reason(r: synth.SynthRecord) -> str:
+def reason(r: SynthRecord) -> str:
     try:
-        P.validate(r.key, r.value)
+        payload.validate(r.key, r.value)
     except InvalidPayload as exc:
         return exc.reason
-    return synth.VALID
+    return VALID
 
 
 def test_reproducible_by_seed() -> None:
-    a, b = synth.generate(cfg(seed=3)), synth.generate(cfg(seed=3))
+    a, b = generate(cfg(seed=3)), generate(cfg(seed=3))
     assert a.records == b.records
-    c = synth.generate(cfg(seed=4))
+    c = generate(cfg(seed=4))
     assert [r.value for r in a.records] != [r.value for r in c.records]
 
 
 @pytest.mark.parametrize("points", [1, 7, 999, 3000])
 def test_points_exact(points: int) -> None:
-    s = synth.generate(cfg(points))
-    valid = [r for r in s.records if r.kind == synth.VALID]
+    s = generate(cfg(points))
+    valid = [r for r in s.records if r.kind == VALID]
     assert sum(r.n_points or 0 for r in valid) == points == int(s.pay_n.sum())
-    assert sum(P.validate(r.key, r.value).n_points for r in valid) == points
+    assert sum(payload.validate(r.key, r.value).n_points for r in valid) == points
 
 
-def test_every_record_validates_to_its_kind(small: synth.Synth) -> None:
+def test_every_record_validates_to_its_kind(small: Synth) -> None:
     counts = small.kind_counts()
-    assert all(counts[k] >= 1 for k in P.REASONS), counts
-    assert counts[P.TOO_LARGE] >= 2
+    assert all(counts[k] >= 1 for k in payload.REASONS), counts
+    assert counts[payload.TOO_LARGE] >= 2
     for r in small.records:
-        want = synth.VALID if r.kind == synth.DUPLICATE else r.kind
+        want = VALID if r.kind == DUPLICATE else r.kind
         assert reason(r) == want, r
 
 
-def test_too_large_both_forms_small_on_the_wire(small: synth.Synth) -> None:
-    big = [r for r in small.records if r.kind == P.TOO_LARGE]
-    declared = {zstandard.frame_content_size(r.value or b"") > P.MAX_DECOMPRESSED for r in big}
+def test_too_large_both_forms_small_on_the_wire(small: Synth) -> None:
+    big = [r for r in small.records if r.kind == payload.TOO_LARGE]
+    declared = {zstandard.frame_content_size(r.value or b"") > payload.MAX_DECOMPRESSED
+                for r in big}
     assert declared == {True, False}
     assert all(len(r.value or b"") < 64 * 1024 for r in big)
 
 
 def test_invalid_rate_zero_and_rate_followed() -> None:
-    s0 = synth.generate(cfg(invalid_rate=0.0))
-    assert all(r.kind in (synth.VALID, synth.DUPLICATE) for r in s0.records)
-    s = synth.generate(cfg(50_000, invalid_rate=0.1))
-    inv = sum(s.kind_counts()[k] for k in P.REASONS)
+    s0 = generate(cfg(invalid_rate=0.0))
+    assert all(r.kind in (VALID, DUPLICATE) for r in s0.records)
+    s = generate(cfg(50_000, invalid_rate=0.1))
+    inv = sum(s.kind_counts()[k] for k in payload.REASONS)
     assert 0.08 < inv / len(s.records) < 0.12
 
 
-def test_frames_keys_and_duplicates(medium: synth.Synth) -> None:
-    valid = [r for r in medium.records if r.kind == synth.VALID]
+def test_frames_keys_and_duplicates(medium: Synth) -> None:
+    valid = [r for r in medium.records if r.kind == VALID]
     forms = {(zstandard.get_frame_parameters(r.value or b"").has_checksum,
               zstandard.frame_content_size(r.value or b"") >= 0) for r in valid}
     assert forms == {(a, b) for a in (False, True) for b in (False, True)}
     assert any((r.key or b"").startswith(b"0") for r in valid)  # leading zeros are valid
     seen: dict[bytes, int] = {}
     for i, r in enumerate(medium.records):
-        if r.kind == synth.VALID:
+        if r.kind == VALID:
             seen[r.value or b""] = i
-        elif r.kind == synth.DUPLICATE:
+        elif r.kind == DUPLICATE:
             assert (r.value or b"") in seen  # an exact re-delivery of an earlier record
-    assert medium.kind_counts()[synth.DUPLICATE] >= 10
-    assert any(r.kind == synth.DUPLICATE and (r.topic, r.partition) != next(
+    assert medium.kind_counts()[DUPLICATE] >= 10
+    assert any(r.kind == DUPLICATE and (r.topic, r.partition) != next(
         (v.topic, v.partition) for v in valid if v.value == r.value) for r in medium.records)
 
 
-def test_intake_ns_unique_and_increasing_per_org(medium: synth.Synth) -> None:
+def test_intake_ns_unique_and_increasing_per_org(medium: Synth) -> None:
     last: dict[int, int] = {}
     for r in medium.records:
-        if r.kind == synth.VALID:
+        if r.kind == VALID:
             assert r.org_id is not None and r.intake_ns is not None
             assert r.intake_ns > last.get(r.org_id, -1)
             last[r.org_id] = r.intake_ns
 
 
-def test_realistic_shape(medium: synth.Synth) -> None:
+def test_realistic_shape(medium: Synth) -> None:
     s = medium
     assert int(s.pay_n.sum()) == s.cfg.points == 100_000  # exact at size too
     orgs = np.repeat(s.pay_org, s.pay_n)
@@ -133,14 +135,14 @@ def test_realistic_shape(medium: synth.Synth) -> None:
     assert len(places) == len(s.cfg.topics) * s.cfg.partitions
 
 
-def brute_force(s: synth.Synth) -> dict[tuple[str, int], list[tuple[int, int, int, int, int]]]:
+def brute_force(s: Synth) -> dict[tuple[str, int], list[tuple[int, int, int, int, int]]]:
     """Pure-Python reference: decode every valid record, keep the winner per point."""
     smap = load_shards(s.cfg.shards_file)
     best: dict[tuple[int, int, int, int], tuple[tuple[int, int], int]] = {}
     for r in s.records:
-        if r.kind != synth.VALID:
+        if r.kind != VALID:
             continue
-        p = P.validate(r.key, r.value)
+        p = payload.validate(r.key, r.value)
         for i, (m, c, t, v) in enumerate(p.points().tolist()):
             k = (p.org_id, m, c, t)
             rank = (p.intake_ns, i)
@@ -160,26 +162,26 @@ def rows(table: pa.Table) -> list[tuple[int, int, int, int, int]]:
     return list(zip(*cols, vals, strict=True))
 
 
-def test_oracle_matches_brute_force(small: synth.Synth) -> None:
+def test_oracle_matches_brute_force(small: Synth) -> None:
     exp = small.expected()
     ref = brute_force(small)
     assert sorted(exp) == sorted(ref)
     for k, t in exp.items():
-        assert t.schema == synth.POINT_SCHEMA
+        assert t.schema == POINT_SCHEMA
         assert rows(t) == ref[k], k
     assert sum(t.num_rows for t in exp.values()) == small.summary()["unique_points"]
 
 
-def test_resent_points_later_value_wins(medium: synth.Synth) -> None:
+def test_resent_points_later_value_wins(medium: Synth) -> None:
     """Every re-sent point is kept once, with the bits of the copy of the largest
     (intake_ns, index): read from the records themselves, not from the oracle."""
     copies: dict[tuple[int, int, int, int], list[tuple[int, int, int]]] = defaultdict(list)
     for r in medium.records:
-        if r.kind != synth.VALID:
+        if r.kind != VALID:
             continue
         raw = zstandard.ZstdDecompressor().decompressobj().decompress(r.value or b"")
         org, intake, n = struct.unpack_from("<IQI", raw, 4)
-        pts = np.frombuffer(raw, P.RECORD_DTYPE, n, 24)
+        pts = np.frombuffer(raw, payload.RECORD_DTYPE, n, 24)
         bits = pts["value"].view(np.uint64).tolist()
         for i, (m, c, t) in enumerate(zip(pts["metric_id"].tolist(), pts["context_key"].tolist(),
                                           pts["ts"].tolist(), strict=True)):
@@ -201,13 +203,13 @@ def test_resent_points_later_value_wins(medium: synth.Synth) -> None:
 
 
 def test_dedicated_org_moves_at_cutover(tmp_path: Path) -> None:
-    base = synth.generate(cfg(20_000, seed=5))
+    base = generate(cfg(20_000, seed=5))
     orgs, inv = np.unique(base.pay_org, return_inverse=True)
     org = int(orgs[np.argmax(np.bincount(inv, weights=base.pay_n))])  # the biggest org
     since = base.cfg.start + 3 * 3600 + 1234
     f = tmp_path / "shards.yaml"
     f.write_text(f"shared_shards: 8\ndedicated:\n  - org: {org}\n    since: {since}\n")
-    s = synth.generate(cfg(20_000, seed=5, shards_file=str(f)))
+    s = generate(cfg(20_000, seed=5, shards_file=str(f)))
     assert s.records == base.records  # sharding only affects the oracle
     exp = s.expected()
     ded = [t for (sh, _), t in exp.items() if sh == f"org-{org}"]
@@ -219,17 +221,17 @@ def test_dedicated_org_moves_at_cutover(tmp_path: Path) -> None:
     assert sorted(exp) == sorted(brute_force(s))
 
 
-def test_write_and_load_expected(small: synth.Synth, tmp_path: Path) -> None:
+def test_write_and_load_expected(small: Synth, tmp_path: Path) -> None:
     offsets = list(range(len(small.records)))
     small.write_expected(tmp_path, offsets)
-    got = synth.load_expected(tmp_path)
+    got = load_expected(tmp_path)
     exp = small.expected()
     assert sorted(got.chunks) == sorted(exp)
     for k in exp:
         assert rows(got.chunks[k]) == rows(exp[k])
     assert got.summary["points"] == small.cfg.points
     assert got.summary["records"] == len(small.records)
-    assert got.summary["invalid"] == {k: small.kind_counts()[k] for k in P.REASONS}
+    assert got.summary["invalid"] == {k: small.kind_counts()[k] for k in payload.REASONS}
     assert got.payloads is not None and got.payloads.num_rows == len(small.records)
     assert got.payloads.column("kind").to_pylist() == [r.kind for r in small.records]
     assert (tmp_path / "points").is_dir()

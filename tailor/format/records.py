@@ -9,8 +9,8 @@ state half (``tailor.ingest``) and the compute half (``tailor.compute``):
   points of, so a build of any window finds every object with a point in it,
   however late the point.  An object whose points spread over more hours than
   that is worth gets one copy per bucket of a coarser level instead
-  (``index/{shard}/{YYYY-MM-DDTHH}+{N}h/``, :func:`tailor.layout.index_placement`):
-  readers list those buckets too (:func:`tailor.layout.index_dirs`) and keep
+  (``index/{shard}/{YYYY-MM-DDTHH}+{N}h/``, :func:`tailor.format.layout.index_placement`):
+  readers list those buckets too (:func:`tailor.format.layout.index_dirs`) and keep
   the records whose ``hours`` hold points of their window.
 - :class:`Watermark`: per partition, how far ingest is durable.
 - :class:`QuarantineEntry`: one invalid Kafka record, with its coordinates.
@@ -25,7 +25,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from tailor.layout import parse_stamp, stamp
+from tailor.format.layout import parse_stamp, stamp
 
 
 class _Record(BaseModel):

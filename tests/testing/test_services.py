@@ -5,9 +5,10 @@ import threading
 
 import pytest
 
-from tailor import services, storage
+from tailor import durable
 from tailor.config import StoreConfig
 from tailor.storage import Store
+from tailor.testing import services
 
 
 def test_s3_store_roundtrip(raw_store: StoreConfig) -> None:
@@ -43,7 +44,7 @@ def test_local_put_if_absent_never_shows_a_partial_object(
     every read finds it absent or whole.
     """
     store = Store(StoreConfig(url=str(tmp_path)))
-    real = storage._write_tmp
+    real = durable.write_tmp
     during: list[bytes | None] = []
     lock = threading.Lock()
 
@@ -57,7 +58,7 @@ def test_local_put_if_absent_never_shows_a_partial_object(
             during.append(got)
         return tmp
 
-    monkeypatch.setattr(storage, "_write_tmp", write_then_read)
+    monkeypatch.setattr(durable, "write_tmp", write_then_read)
     contents = [b"x" * 4096 + str(i).encode() for i in range(4)]
     for round_ in range(10):
         key = f"lease/{round_}.json"

@@ -1,4 +1,4 @@
-"""A realistic synthetic intake stream, reproducible by seed, and its oracle.
+"""A realistic synthetic intake stream, reproducible by seed (oracle: :mod:`.oracle`).
 
 :func:`generate` is pure (no I/O, no clock): the same :class:`ProduceConfig`
 gives the same records, byte for byte.  It models what intake writes to Kafka
@@ -19,7 +19,7 @@ gives the same records, byte for byte.  It models what intake writes to Kafka
   index), duplicate deliveries (the same bytes again, later, maybe on another
   partition), frames with and without content size and checksum, keys with
   leading zeros, and invalid records of every reason of
-  :data:`tailor.payload.REASONS` at ``cfg.invalid_rate``;
+  :data:`tailor.format.payload.REASONS` at ``cfg.invalid_rate``;
 - records spread uniformly over every partition of every topic.
 
 ``cfg.points`` is exactly the number of points in valid (non-duplicate)
@@ -29,7 +29,6 @@ shard and window), computed independently of Tailor's build with numpy.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,29 +39,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from tailor import payload as P
 from tailor.config import ProduceConfig
-from tailor.layout import parse_stamp, stamp
-from tailor.shards import ShardMap
+from tailor.format import payload
+from tailor.format.layout import stamp
 from tailor.shards import load as load_shards
+from tailor.testing.invalid import InvalidCrafter
+from tailor.testing.oracle import oracle
+from tailor.testing.series import U64 as _U64
+from tailor.testing.series import draw_org_ids, mix64, segmented_cumsum, series_counts
 
 VALID: Final = "valid"
 DUPLICATE: Final = "duplicate"
-KINDS: Final = (VALID, DUPLICATE, *P.REASONS)
+KINDS: Final = (VALID, DUPLICATE, *payload.REASONS)
 
-#: Columns of an S file (docs/contracts.md, "S files"), also the oracle's columns.
-POINT_SCHEMA: Final = pa.schema([
-    ("org_id", pa.uint32()), ("metric_id", pa.uint64()), ("context_key", pa.uint64()),
-    ("ts", pa.uint32()), ("value", pa.float64()),
-])
 PAYLOADS_SCHEMA: Final = pa.schema([
     ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
     ("kind", pa.string()), ("org_id", pa.uint32()), ("intake_ns", pa.uint64()),
     ("n_points", pa.uint32()),
 ])
 
-_INTERVALS: Final = np.array([1, 10, 15, 60], dtype=np.int64)
-_INTERVAL_P: Final = np.array([0.1, 0.5, 0.15, 0.25])
 _RESEND_SHARE: Final = 0.005
 _LATE_SHARE: Final = 0.005
 _DUP_SHARE: Final = 0.01
@@ -70,7 +65,6 @@ _SPECIAL_SHARE: Final = 3e-4
 _LEADING_ZERO_SHARE: Final = 0.01
 _MAX_PAYLOAD_POINTS: Final = 2000  # target upper size; big orgs split over intake hosts
 _NAN_PAYLOAD: Final = np.array([0x7FF8_0000_DEAD_BEEF], dtype=np.uint64).view(np.float64)[0]
-_U64: Final = np.uint64
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +72,7 @@ class SynthRecord:
     """One Kafka record to send.
 
     ``kind`` is :data:`VALID`, :data:`DUPLICATE` (the bytes of an earlier valid
-    record again) or the reason :func:`tailor.payload.validate` gives.
+    record again) or the reason :func:`tailor.format.payload.validate` gives.
     ``org_id``, ``intake_ns`` and ``n_points`` are set for valid and duplicate
     records only.
     """
@@ -122,9 +116,9 @@ class Synth:
     def expected(self) -> dict[tuple[str, int], pa.Table]:
         """The S-file rows per ``(shard, window_start)`` (docs/contracts.md, "S files").
 
-        Each table has :data:`POINT_SCHEMA`, is sorted by ``(org_id, metric_id,
-        context_key, ts)`` and unique on it; among the copies of a point the
-        one with the largest ``(intake_ns, index within payload)`` wins.
+        Each table has :data:`tailor.testing.oracle.POINT_SCHEMA`, is sorted by
+        ``(org_id, metric_id, context_key, ts)`` and unique on it; among the copies of a
+        point the one with the largest ``(intake_ns, index within payload)`` wins.
         Computed once, then cached.
         """
         if self._expected is None:
@@ -141,8 +135,8 @@ class Synth:
             "records": len(self.records),
             "valid_payloads": kinds[VALID],
             "duplicate_deliveries": kinds[DUPLICATE],
-            "invalid": {r: kinds[r] for r in P.REASONS},
-            "invalid_total": sum(kinds[r] for r in P.REASONS),
+            "invalid": {r: kinds[r] for r in payload.REASONS},
+            "invalid_total": sum(kinds[r] for r in payload.REASONS),
             "points": int(self.pay_n.sum()),
             "unique_points": sum(t.num_rows for t in exp.values()),
             "windows": len({w for _, w in exp}),
@@ -183,147 +177,6 @@ class Synth:
         return root
 
 
-@dataclass(frozen=True)
-class Expected:
-    """An expected outcome read back by :func:`load_expected`."""
-
-    summary: dict[str, Any]
-    chunks: dict[tuple[str, int], pa.Table]
-    payloads: pa.Table | None
-
-
-def load_expected(directory: str | Path) -> Expected:
-    """Read what :meth:`Synth.write_expected` wrote.  Raises ``OSError`` if absent."""
-    root = Path(directory)
-    summary = json.loads((root / "summary.json").read_text())
-    chunks: dict[tuple[str, int], pa.Table] = {}
-    for f in sorted((root / "points").glob("*/*.parquet")):
-        chunks[(f.parent.name, parse_stamp(f.stem))] = pq.read_table(f, schema=POINT_SCHEMA)
-    pay = root / "payloads.parquet"
-    return Expected(summary, chunks, pq.read_table(pay) if pay.exists() else None)
-
-
-# --------------------------------------------------------------------------- oracle
-
-
-def oracle(points: np.ndarray, pay_org: np.ndarray, pay_intake_ns: np.ndarray,
-           pay_n: np.ndarray, smap: ShardMap, window_seconds: int
-           ) -> dict[tuple[str, int], pa.Table]:
-    """Reference S-file rows of a set of valid payloads (see :meth:`Synth.expected`).
-
-    ``points`` concatenates the payloads' records (:data:`tailor.payload.RECORD_DTYPE`).
-    """
-    n = len(points)
-    pay_n = np.asarray(pay_n, dtype=np.int64)
-    org = np.repeat(np.asarray(pay_org, dtype=np.uint32), pay_n)
-    intake = np.repeat(np.asarray(pay_intake_ns, dtype=np.uint64), pay_n)
-    starts = np.cumsum(pay_n) - pay_n
-    idx = np.arange(n, dtype=np.int64) - np.repeat(starts, pay_n)
-    metric = points["metric_id"].astype(np.uint64)
-    ctx = points["context_key"].astype(np.uint64)
-    ts = points["ts"].astype(np.uint32)
-    order = np.lexsort((idx, intake, ts, ctx, metric, org))
-    last = np.ones(n, dtype=bool)
-    if n > 1:
-        o, m, c, t = org[order], metric[order], ctx[order], ts[order]
-        last[:-1] = (o[1:] != o[:-1]) | (m[1:] != m[:-1]) | (c[1:] != c[:-1]) | (t[1:] != t[:-1])
-    sel = order[last]
-    org, metric, ctx, ts = org[sel], metric[sel], ctx[sel], ts[sel]
-    value = points["value"][sel].astype(np.float64)
-    # Shard per point by point ts (shard_for semantics), window by point ts.
-    code = (org % np.uint32(smap.shared_shards)).astype(np.int64)
-    names = [f"org-mod-{i}" for i in range(smap.shared_shards)]
-    for d in smap.dedicated.values():
-        mask = (org == d.org) & d.active(ts.astype(np.int64))
-        code[mask] = len(names)
-        names.append(f"org-{d.org}")
-    win = ts.astype(np.int64) - ts.astype(np.int64) % window_seconds
-    grp = np.lexsort((win, code))  # stable: key order kept inside each chunk
-    code, win = code[grp], win[grp]
-    cut = np.flatnonzero((code[1:] != code[:-1]) | (win[1:] != win[:-1])) + 1
-    bounds = [0, *cut.tolist(), len(grp)] if len(grp) else [0]
-    out: dict[tuple[str, int], pa.Table] = {}
-    for a, b in itertools.pairwise(bounds):
-        rows = grp[a:b]
-        out[(names[int(code[a])], int(win[a]))] = pa.table(
-            [org[rows], metric[rows], ctx[rows], ts[rows], value[rows]], schema=POINT_SCHEMA)
-    return out
-
-
-# --------------------------------------------------------------------------- generation
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
-    z = np.asarray(x, dtype=np.uint64) + _U64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return np.asarray(z ^ (z >> _U64(31)), dtype=np.uint64)
-
-
-def _org_ids(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` distinct u32 org ids: small, medium and >= 2**31 ones; the first is large."""
-    bands = np.array([[1, 10_000], [10_000, 2**31], [2**31, 2**32]], dtype=np.int64)
-    ids: list[int] = []
-    seen: set[int] = set()
-    for _ in range(100):
-        band = rng.choice(3, size=2 * n + 8, p=[0.4, 0.3, 0.3])
-        cand = rng.integers(bands[band, 0], bands[band, 1])
-        for c in cand.tolist():
-            if c not in seen:
-                seen.add(c)
-                ids.append(c)
-        if len(ids) >= n:
-            break
-    out = np.array(ids[:n], dtype=np.int64)
-    big = np.flatnonzero(out >= 2**31)
-    if len(big):
-        out[[0, big[0]]] = out[[big[0], 0]]
-    else:
-        out[0] = 2**32 - 1 - int(rng.integers(0, 1000))
-    return out.astype(np.uint32)
-
-
-def _segmented_cumsum(x: np.ndarray, starts: np.ndarray, sid: np.ndarray) -> np.ndarray:
-    cs = np.cumsum(x)
-    return np.asarray(cs - (cs[starts] - x[starts])[sid])
-
-
-@dataclass
-class _Series:
-    org: np.ndarray  # index into the org table
-    interval: np.ndarray
-    count: np.ndarray
-    gappy: np.ndarray
-
-
-def _series(rng: np.random.Generator, n_base: int, n_orgs: int, span: int) -> _Series:
-    """Series (org index, interval, point count) whose counts sum to ``n_base``."""
-    weights = 1.0 / np.arange(1, n_orgs + 1) ** 1.1
-    weights /= weights.sum()
-    cap = max(8, n_base // (4 * n_orgs))  # every org and many series, even in small runs
-    parts: list[tuple[np.ndarray, ...]] = []
-    total, first = 0, True
-    while total < n_base:  # every series has >= 1 point: bounded by n_base / batch
-        batch = max(256, n_orgs)
-        org = rng.choice(n_orgs, size=batch, p=weights)
-        if first:
-            org[:n_orgs] = np.arange(n_orgs)  # every org gets a series first
-            first = False
-        interval = rng.choice(_INTERVALS, size=batch, p=_INTERVAL_P)
-        capacity = np.maximum(1, span // interval)
-        frac = np.where(rng.random(batch) < 0.6, 1.0, rng.uniform(0.05, 1.0, batch))
-        count = np.clip((capacity * frac).astype(np.int64), 1, cap)
-        parts.append((org, interval, count, rng.random(batch) < 0.15))
-        total += int(count.sum())
-    org, interval, count, gappy = (np.concatenate(c) for c in zip(*parts, strict=True))
-    cum = np.cumsum(count)
-    s = int(np.searchsorted(cum, n_base)) + 1
-    count = count[:s].copy()
-    count[-1] -= int(cum[s - 1]) - n_base
-    return _Series(org[:s], interval[:s], count, gappy[:s])
-
-
 def generate(cfg: ProduceConfig) -> Synth:
     """Generate the stream of ``cfg`` (pure and deterministic in ``cfg``).
 
@@ -337,14 +190,14 @@ def generate(cfg: ProduceConfig) -> Synth:
     n_resend = int(n_total * _RESEND_SHARE) if n_total >= 200 else 0
     n_base = n_total - n_resend
 
-    org_ids = _org_ids(rng, cfg.orgs)
-    ser = _series(rng, n_base, cfg.orgs, span)
+    org_ids = draw_org_ids(rng, cfg.orgs)
+    ser = series_counts(rng, n_base, cfg.orgs, span)
     n_ser = len(ser.count)
 
     # --- series identity and value model
     n_ser_org = np.bincount(ser.org, minlength=cfg.orgs)
     slot = rng.integers(0, 1 + n_ser_org[ser.org] // 4)
-    metric = _mix64(org_ids[ser.org].astype(np.uint64) * _U64(0x100000001B3)
+    metric = mix64(org_ids[ser.org].astype(np.uint64) * _U64(0x100000001B3)
                     ^ slot.astype(np.uint64) ^ _U64(cfg.seed & 0xFFFFFFFF) << _U64(20))
     ctx = rng.bit_generator.random_raw(n_ser).astype(np.uint64)
     for i, (m, c) in enumerate([(None, 2**64 - 1), (None, 0), (2**63, None), (2**64 - 1, None)]):
@@ -369,7 +222,7 @@ def generate(cfg: ProduceConfig) -> Synth:
     extra = np.where(ser.gappy[sid] & (rng.random(n_base) < 0.02),
                      rng.integers(1, 30, n_base), 0)
     extra[starts] = 0
-    pos = k + _segmented_cumsum(extra, starts, sid)
+    pos = k + segmented_cumsum(extra, starts, sid)
     jmax = ser.interval // 5
     too_long = pos[ends] * ser.interval + jmax >= span
     pos = np.where(too_long[sid], k, pos)
@@ -381,8 +234,8 @@ def generate(cfg: ProduceConfig) -> Synth:
     noise = rng.standard_normal(n_base)
     vk = vkind[sid]
     inc = np.select([vk == 0, vk == 1], [np.abs(noise) * scale[sid], noise * scale[sid]], 0.0)
-    walk = _segmented_cumsum(inc, starts, sid)
-    iwalk = _segmented_cumsum(np.where(vk == 3, np.round(noise * 2).astype(np.int64), 0),
+    walk = segmented_cumsum(inc, starts, sid)
+    iwalk = segmented_cumsum(np.where(vk == 3, np.round(noise * 2).astype(np.int64), 0),
                               starts, sid)
     value = np.where(vk == 3, base[sid] + iwalk, base[sid] + np.where(vk == 2, 0.0, walk))
     special = np.flatnonzero(rng.random(n_base) < _SPECIAL_SHARE)
@@ -433,7 +286,7 @@ def generate(cfg: ProduceConfig) -> Synth:
                   + rng.integers(0, 1_000_000, n_pay)).astype(np.uint64)
     pay_org = org_ids[pay_orgi]
 
-    points = np.empty(len(order), dtype=P.RECORD_DTYPE)
+    points = np.empty(len(order), dtype=payload.RECORD_DTYPE)
     osid = p_sid[order]
     points["metric_id"] = metric[osid]
     points["context_key"] = ctx[osid]
@@ -456,7 +309,7 @@ def generate(cfg: ProduceConfig) -> Synth:
     valid: list[tuple[bytes, bytes, int, int, int]] = []
     for i in range(n_pay):
         o, ins, n = int(pay_org[i]), int(pay_intake[i]), int(pay_n[i])
-        raw = P.HEADER.pack(P.MAGIC, o, ins, n, 0) + \
+        raw = payload.HEADER.pack(payload.MAGIC, o, ins, n, 0) + \
             points[pay_start[i]:pay_start[i] + n].tobytes()
         key = (b"00" if zero_key[i] else b"") + str(o).encode()
         valid.append((key, comps[bool(checksum[i]), bool(csize[i])].compress(raw), o, ins, n))
@@ -467,15 +320,15 @@ def generate(cfg: ProduceConfig) -> Synth:
     rate_inv = min(cfg.invalid_rate, 0.95)
     n_inv = round(rate_inv / (1 - rate_inv) * (n_pay + n_dup)) if rate_inv > 0 else 0
     if rate_inv > 0:
-        n_inv = max(n_inv, len(P.REASONS) + 1)
-    inv_kinds = [*P.REASONS, P.TOO_LARGE]
-    inv_kinds += [str(x) for x in rng.choice(list(P.REASONS), size=n_inv - len(inv_kinds))] \
+        n_inv = max(n_inv, len(payload.REASONS) + 1)
+    inv_kinds = [*payload.REASONS, payload.TOO_LARGE]
+    inv_kinds += [str(x) for x in rng.choice(list(payload.REASONS), size=n_inv - len(inv_kinds))] \
         if n_inv > len(inv_kinds) else []
     inv_kinds = inv_kinds[:n_inv]
     rng.shuffle(inv_kinds)
     w = org_pts / max(1.0, org_pts.sum()) if org_pts.sum() else None
     inv_org = org_ids[rng.choice(cfg.orgs, size=n_inv, p=w)].tolist() if n_inv else []
-    crafter = _Crafter(rng)
+    crafter = InvalidCrafter(rng)
     invalid = [crafter.make(kind, o) for kind, o in zip(inv_kinds, inv_org, strict=True)]
 
     sort_key = np.concatenate([
@@ -501,109 +354,3 @@ def generate(cfg: ProduceConfig) -> Synth:
              "series": n_ser, "orgs_with_points": int((org_pts > 0).sum())}
     return Synth(cfg, records, points, pay_org.astype(np.uint32), pay_intake,
                  pay_start.astype(np.int64), pay_n.astype(np.int64), stats)
-
-
-# --------------------------------------------------------------------------- invalid records
-
-
-class _Crafter:
-    """Builds an invalid record of a given reason; variants cycle per reason."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.seen: dict[str, int] = {}
-
-    def _points(self, n: int) -> np.ndarray:
-        pts = np.zeros(n, dtype=P.RECORD_DTYPE)
-        pts["metric_id"] = self.rng.bit_generator.random_raw(n)
-        pts["context_key"] = self.rng.bit_generator.random_raw(n)
-        pts["ts"] = self.rng.integers(1_700_000_000, 1_800_000_000, n)
-        pts["value"] = self.rng.normal(0, 100, n)
-        return pts
-
-    def _raw(self, org: int, *, magic: bytes = P.MAGIC, reserved: int = 0,
-             n: int | None = None, declared: int | None = None, tail: bytes = b"") -> bytes:
-        n = int(self.rng.integers(1, 20)) if n is None else n
-        return P.HEADER.pack(magic, org, int(self.rng.integers(1, 2**62)),
-                             n if declared is None else declared, reserved) + \
-            self._points(n).tobytes() + tail
-
-    def _frame(self, raw: bytes, *, checksum: bool | None = None, size: bool | None = None
-               ) -> bytes:
-        c = bool(self.rng.random() < 0.5) if checksum is None else checksum
-        s = bool(self.rng.random() < 0.5) if size is None else size
-        return zstandard.ZstdCompressor(write_checksum=c, write_content_size=s).compress(raw)
-
-    def make(self, kind: str, org: int) -> tuple[str, bytes | None, bytes | None]:
-        """``(kind, key, value)`` such that ``validate(key, value)`` gives ``kind``."""
-        v = self.seen.get(kind, 0)
-        self.seen[kind] = v + 1
-        key = str(org).encode()
-        good = self._frame(self._raw(org))
-        if kind == P.MISSING_VALUE:
-            return kind, key, (None, b"")[v % 2]
-        if kind == P.MISSING_KEY:
-            return kind, (None, b"")[v % 2], good
-        if kind == P.BAD_KEY:
-            bad = [b"-" + key, b"+" + key, b" " + key, key + b" ", key + b"\n", key + b".0",
-                   "١٢٣".encode(), b"0x" + key, key + b"a", "５".encode() + key, b"\x00" + key]
-            return kind, bad[v % len(bad)], good
-        if kind == P.KEY_MISMATCH:
-            other = [(org + 1) % 2**32, org + 2**32, org * 10 + 1]
-            return kind, str(other[v % len(other)]).encode(), good
-        if kind == P.NOT_ONE_FRAME:
-            skippable = (0x184D2A50 + v % 16).to_bytes(4, "little") + (4).to_bytes(4, "little") \
-                + b"skip"
-            variants = [
-                lambda: good + b"\x00trailing",
-                lambda: good + self._frame(self._raw(org)),
-                lambda: skippable + good,
-                lambda: good + skippable,
-                lambda: good[: len(good) - 1 - int(self.rng.integers(0, min(8, len(good) - 6)))],
-                lambda: b"junk" + self.rng.bytes(40),
-            ]
-            return kind, key, variants[v % len(variants)]()
-        if kind == P.DECOMPRESS_FAILED:
-            single = v % 2 == 0
-            head = (0xFD2FB528).to_bytes(4, "little") + (b"\x20\x64" if single else b"\x00\x58")
-            content = [b"\x00" * 20, b"\x12\x34" * 10, b"\xff" * 20][v % 3]
-            bh = 1 | (2 << 1) | (len(content) << 3)
-            return kind, key, head + bh.to_bytes(3, "little") + content
-        if kind == P.CHECKSUM_MISMATCH:
-            frame = bytearray(self._frame(self._raw(org), checksum=True, size=v % 2 == 0))
-            frame[-1 - v % 4] ^= 1 << int(self.rng.integers(0, 8))
-            return kind, key, bytes(frame)
-        if kind == P.TOO_LARGE:
-            return kind, key, _too_large(org, declared=v % 2 == 0)
-        if kind == P.BAD_MAGIC:
-            magic = [b"TLP2", b"PLT1", b"\x00\x00\x00\x00", b"tlp1"][v % 4]
-            return kind, key, self._frame(self._raw(org, magic=magic))
-        if kind == P.BAD_RESERVED:
-            return kind, key, self._frame(self._raw(org, reserved=int(self.rng.integers(1, 2**32))))
-        if kind == P.BAD_SIZE:
-            n = int(self.rng.integers(2, 20))
-            raws = [self._raw(org, n=n, declared=n + 1), self._raw(org, n=n, declared=n - 1),
-                    self._raw(org, n=n, tail=b"\x00" * int(self.rng.integers(1, 28))),
-                    P.MAGIC + org.to_bytes(4, "little") + b"\x00" * 8]
-            return kind, key, self._frame(raws[v % len(raws)])
-        raise ValueError(f"unknown invalid kind {kind!r}; expected one of {P.REASONS}")
-
-
-def _too_large(org: int, *, declared: bool) -> bytes:
-    """A small frame of a valid header followed by zeros, > 64 MiB decompressed.
-
-    Streams zeros through the compressor: never holds the decompressed bytes.
-    """
-    size = P.MAX_DECOMPRESSED + (1 << 20)
-    n = (size - P.HEADER_SIZE) // P.RECORD_SIZE
-    head = P.HEADER.pack(P.MAGIC, org, 1, n, 0)
-    cctx = zstandard.ZstdCompressor(level=1, write_content_size=declared)
-    co = cctx.compressobj(size=P.HEADER_SIZE + n * P.RECORD_SIZE if declared else -1)
-    out = [co.compress(head)]
-    left = n * P.RECORD_SIZE
-    zeros = bytes(1 << 20)
-    while left > 0:
-        out.append(co.compress(zeros[: min(left, len(zeros))]))
-        left -= len(zeros)
-    out.append(co.flush())
-    return b"".join(out)

@@ -1,4 +1,4 @@
-"""tailor.produce against a real Tansu broker: what is sent is what is stored."""
+"""tailor.testing.produce against a real Tansu broker: what is sent is what is stored."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tailor import payload as P
-from tailor import services, synth
 from tailor.config import ProduceConfig
 from tailor.errors import TailorError
-from tailor.produce import produce_records, run
+from tailor.format import payload
+from tailor.testing import services
+from tailor.testing.oracle import load_expected
+from tailor.testing.produce import produce_records, run
+from tailor.testing.stream import SynthRecord, generate
 
 
 async def consume_all(bootstrap: str, topics: list[str], partitions: int, n: int
@@ -46,9 +48,9 @@ def test_run_sends_every_record_and_writes_expected(
     cfg = ProduceConfig(brokers=broker.bootstrap, topics=topics, partitions=3, points=5000,
                         seed=2, orgs=30, expected=str(tmp_path / "exp"))
     report = run(cfg)
-    stream = synth.generate(cfg)
+    stream = generate(cfg)
     assert report.records == len(stream.records) and report.points == 5000
-    assert sum(report.invalid.values()) >= len(P.REASONS)
+    assert sum(report.invalid.values()) >= len(payload.REASONS)
     text = report.summary()
     assert "payloads/s" in text and "MB/s" in text and "too_large=" in text
 
@@ -57,7 +59,7 @@ def test_run_sends_every_record_and_writes_expected(
     for r, off in zip(stream.records, report.offsets, strict=True):
         key, value = got[(r.topic, r.partition, off)]
         assert (key, value) == (r.key, r.value), r.kind
-    exp = synth.load_expected(tmp_path / "exp")
+    exp = load_expected(tmp_path / "exp")
     assert exp.payloads is not None
     assert exp.payloads.column("offset").to_pylist() == report.offsets
     assert exp.summary["points"] == 5000
@@ -65,7 +67,7 @@ def test_run_sends_every_record_and_writes_expected(
 
 
 def test_produce_records_paced_and_ordered(broker: services.Broker, topics: list[str]) -> None:
-    recs = [synth.SynthRecord(topics[0], 1, b"1", b"x%d" % i, "valid") for i in range(20)]
+    recs = [SynthRecord(topics[0], 1, b"1", b"x%d" % i, "valid") for i in range(20)]
     t0 = time.monotonic()
     offsets = asyncio.run(produce_records(broker.bootstrap, recs, rate=100.0))
     assert time.monotonic() - t0 >= 0.18
@@ -73,7 +75,7 @@ def test_produce_records_paced_and_ordered(broker: services.Broker, topics: list
 
 
 def test_topic_with_too_few_partitions(broker: services.Broker, topics: list[str]) -> None:
-    recs = [synth.SynthRecord(topics[0], 9, b"1", b"x", "valid")]
+    recs = [SynthRecord(topics[0], 9, b"1", b"x", "valid")]
     with pytest.raises(TailorError, match="partitions"):
         asyncio.run(produce_records(broker.bootstrap, recs))
 

@@ -1,21 +1,27 @@
 """Validate many payloads at once (docs/contracts.md, "Point payload"), no Python per valid payload.
 
+The fast path of validation, for a whole Kafka fetch.  Not to be confused
+with :func:`tailor.format.payload.validate`, which decides one record and is
+the reference every disagreement falls back to, nor with
+:mod:`tailor.ingest.classify`, the ingest stage that calls :func:`check` and
+then routes and frames the valid payloads.
+
 :func:`check` takes the keys and values of a batch of Kafka records and
 returns, per record, whether it is a valid payload and, if so, its header
 fields, its min/max point ts and its points per hour of ts.  One numba
 kernel (``nogil``: it runs beside the Kafka fetch in another thread) walks
-each zstd frame (:func:`tailor.zstdframe.walk`), decompresses it with libzstd
+each zstd frame (:func:`tailor.format.zstdframe.walk`), decompresses it with libzstd
 into a reused scratch buffer, checks header, size, key and org, and counts
 points per hour.  The kernel only ever *accepts*: a record it does not
 accept for any reason (invalid, or merely unusual: a frame without a
 declared size whose bound exceeds the limit, a window above zstd's default
 limit, more than :data:`K_HOURS` distinct hours, libzstd not loadable) is
-decided by :func:`tailor.payload.validate`, the single authority on
+decided by :func:`tailor.format.payload.validate`, the single authority on
 validity and reasons.  The kernel accepts only what ``validate`` accepts;
 the test suite checks both agree on every invalid kind.
 
 Memory: scratch grows to the largest declared size (or block bound) of an
-accepted frame, never past :data:`tailor.payload.MAX_DECOMPRESSED`.
+accepted frame, never past :data:`tailor.format.payload.MAX_DECOMPRESSED`.
 Pure: no I/O but a log line when a record's classification raises (a bug:
 that record is then invalid with reason ``internal_error``); never raises.
 """
@@ -29,15 +35,14 @@ from typing import Final
 import numba
 import numpy as np
 
-from tailor import payload as pl
-from tailor import zstdframe as zf
 from tailor.errors import InvalidPayload
-from tailor.layout import HOUR
+from tailor.format import payload, zstdframe
+from tailor.format.layout import HOUR
 
 log = logging.getLogger("tailor.ingest")
 #: Distinct hours of ts per payload the kernel counts itself (more: Python).
 K_HOURS: Final = 8
-_MAX: Final = pl.MAX_DECOMPRESSED
+_MAX: Final = payload.MAX_DECOMPRESSED
 _U32_LIMIT: Final = 1 << 32
 
 
@@ -69,69 +74,68 @@ class Checked:
     errors: dict[int, InvalidPayload] = field(default_factory=dict)
 
 
-if zf.DECOMPRESS is not None:
-    _decompress = zf.DECOMPRESS
+@numba.njit(cache=True, nogil=True)
+def _kernel(vbuf, voff, vlen, kbuf, koff, klen, fn, dctx, ok, org, intake, npts,  # type: ignore[no-untyped-def]
+            rawlen, min_ts, max_ts, h_rec, h_hour, h_n):
+    """Accept records (see module doc); returns the number of hour triples.
 
-    @numba.njit(nogil=True)
-    def _kernel(vbuf, voff, vlen, kbuf, koff, klen, dctx, ok, org, intake, npts,  # type: ignore[no-untyped-def]
-                rawlen, min_ts, max_ts, h_rec, h_hour, h_n):
-        """Accept records (see module doc); returns the number of hour triples."""
-        scratch = np.empty(1 << 16, np.uint8)
-        hh = np.empty(K_HOURS, np.int64)
-        hn = np.empty(K_HOURS, np.int64)
-        nt = 0
-        for i in range(voff.shape[0]):
-            ok[i] = False
-            kl = klen[i]
-            if vlen[i] == 0 or kl == 0:
-                continue
-            key = np.int64(0)
-            for j in range(koff[i], koff[i] + kl):
-                c = np.int64(kbuf[j])
-                if c < 48 or c > 57:
-                    key = np.int64(-1)
-                    break
-                key = key * 10 + (c - 48)
-                if key >= _U32_LIMIT:
-                    key = np.int64(-1)
-                    break
-            if key < 0:
-                continue
-            status, flen, content, bound = zf.walk(vbuf, voff[i], vlen[i])
-            if status != zf.OK or flen != vlen[i]:
-                continue
-            cap = content if content != zf.UNKNOWN else bound
-            if cap <= 0 or cap > _MAX:
-                continue
-            if cap > scratch.shape[0]:
-                scratch = np.empty(cap, np.uint8)
-            r = _decompress(np.uint64(dctx), np.uint64(scratch.ctypes.data), np.uint64(cap),
-                            np.uint64(vbuf.ctypes.data) + np.uint64(voff[i]), np.uint64(flen))
-            if r > zf.ERROR_MIN or (content != zf.UNKNOWN and np.int64(r) != content):
-                continue
-            ln = np.int64(r)
-            if raw_status(scratch, 0, ln) != RAW_OK or _u32(scratch, 4) != key:
-                continue
-            n = _u32(scratch, 16)
-            nh, lo, hi = _hours(scratch, n, hh, hn)
-            if nh < 0:
-                continue
-            for j in range(nh):
-                h_rec[nt] = i
-                h_hour[nt] = hh[j] * HOUR
-                h_n[nt] = hn[j]
-                nt += 1
-            ok[i] = True
-            org[i] = key
-            intake[i] = (np.uint64(_u32(scratch, 8))
-                         | (np.uint64(_u32(scratch, 12)) << np.uint64(32)))
-            npts[i] = n
-            rawlen[i] = ln
-            min_ts[i] = lo if n else -1
-            max_ts[i] = hi if n else -1
-        return nt
-else:  # pragma: no cover - libzstd not loadable: every record goes through Python
-    _kernel = None  # type: ignore[assignment]
+    ``fn``: :data:`tailor.format.zstdframe.DECOMPRESS_ADDR`, ``dctx``: this thread's
+    ``ZSTD_DCtx`` (both passed at call time: the kernel is cached on disk)."""
+    scratch = np.empty(1 << 16, np.uint8)
+    hh = np.empty(K_HOURS, np.int64)
+    hn = np.empty(K_HOURS, np.int64)
+    nt = 0
+    for i in range(voff.shape[0]):
+        ok[i] = False
+        kl = klen[i]
+        if vlen[i] == 0 or kl == 0:
+            continue
+        key = np.int64(0)
+        for j in range(koff[i], koff[i] + kl):
+            c = np.int64(kbuf[j])
+            if c < 48 or c > 57:
+                key = np.int64(-1)
+                break
+            key = key * 10 + (c - 48)
+            if key >= _U32_LIMIT:
+                key = np.int64(-1)
+                break
+        if key < 0:
+            continue
+        status, flen, content, bound = zstdframe.walk(vbuf, voff[i], vlen[i])
+        if status != zstdframe.OK or flen != vlen[i]:
+            continue
+        cap = content if content != zstdframe.UNKNOWN else bound
+        if cap <= 0 or cap > _MAX:
+            continue
+        if cap > scratch.shape[0]:
+            scratch = np.empty(cap, np.uint8)
+        r = zstdframe.call_decompress(
+            np.uint64(fn), np.uint64(dctx), np.uint64(scratch.ctypes.data), np.uint64(cap),
+            np.uint64(vbuf.ctypes.data) + np.uint64(voff[i]), np.uint64(flen))
+        if r > zstdframe.ERROR_MIN or (content != zstdframe.UNKNOWN and np.int64(r) != content):
+            continue
+        ln = np.int64(r)
+        if raw_status(scratch, 0, ln) != RAW_OK or _u32(scratch, 4) != key:
+            continue
+        n = _u32(scratch, 16)
+        nh, lo, hi = _hours(scratch, n, hh, hn)
+        if nh < 0:
+            continue
+        for j in range(nh):
+            h_rec[nt] = i
+            h_hour[nt] = hh[j] * HOUR
+            h_n[nt] = hn[j]
+            nt += 1
+        ok[i] = True
+        org[i] = key
+        intake[i] = (np.uint64(_u32(scratch, 8))
+                     | (np.uint64(_u32(scratch, 12)) << np.uint64(32)))
+        npts[i] = n
+        rawlen[i] = ln
+        min_ts[i] = lo if n else -1
+        max_ts[i] = hi if n else -1
+    return nt
 
 
 @numba.njit(cache=True, nogil=True)
@@ -194,7 +198,7 @@ RAW_SIZE: Final = 4  # not 24 + 28 * n_points bytes: bad_size
 
 @numba.njit(cache=True, nogil=True)
 def raw_status(dec, p, ln):  # type: ignore[no-untyped-def]
-    """Check the decompressed payload ``dec[p:p + ln]`` as :func:`tailor.payload.check_raw`
+    """Check the decompressed payload ``dec[p:p + ln]`` as :func:`tailor.format.payload.check_raw`
     does, in the same order; returns a ``RAW_*`` code."""
     if ln < 24:
         return RAW_SHORT
@@ -227,12 +231,13 @@ def check(keys: list[bytes | None], values: list[bytes | None]) -> Checked:
     intake = np.zeros(n, np.uint64)
     h_rec, h_hour, h_n = (np.empty(n * K_HOURS, i64) for _ in range(3))
     nt = 0
-    if _kernel is not None and n:
+    fn = zstdframe.DECOMPRESS_ADDR
+    if fn is not None and n:
         if vbuf.shape[0] == 0:
             vbuf = np.zeros(1, np.uint8)  # the kernel takes the buffer's address
         try:
-            nt = _kernel(vbuf, voff, vlen, kbuf, koff, klen, zf.dctx(), ok, org, intake, npts,
-                         rawlen, min_ts, max_ts, h_rec, h_hour, h_n)
+            nt = _kernel(vbuf, voff, vlen, kbuf, koff, klen, fn, zstdframe.dctx(), ok, org, intake,
+                         npts, rawlen, min_ts, max_ts, h_rec, h_hour, h_n)
         except Exception:  # a bug: decide every record in Python instead
             log.exception("the batch validation kernel failed; validating %d records one by one",
                           n)
@@ -253,11 +258,11 @@ def check(keys: list[bytes | None], values: list[bytes | None]) -> Checked:
 
 def _slow(out: Checked, i: int, key: bytes | None, value: bytes | None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Decide record ``i`` with :func:`tailor.payload.validate`; fill ``out``.
+    """Decide record ``i`` with :func:`tailor.format.payload.validate`; fill ``out``.
 
     Returns its ``(hour_rec, hour_start, hour_points)`` when valid.  Never
     raises: an unexpected exception (a bug) makes the record invalid with
-    reason :data:`tailor.payload.INTERNAL_ERROR` and the exception text, so it
+    reason :data:`tailor.format.payload.INTERNAL_ERROR` and the exception text, so it
     is quarantined like any invalid record instead of stopping ingest.
     """
     try:
@@ -266,15 +271,15 @@ def _slow(out: Checked, i: int, key: bytes | None, value: bytes | None
         out.errors[i] = exc
     except Exception as exc:
         log.warning("classifying record %d raised; it is quarantined as %s", i,
-                    pl.INTERNAL_ERROR, exc_info=True)
-        out.errors[i] = InvalidPayload(pl.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+                    payload.INTERNAL_ERROR, exc_info=True)
+        out.errors[i] = InvalidPayload(payload.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
     out.ok[i] = False
     return None
 
 
 def _decide(out: Checked, i: int, key: bytes | None, value: bytes | None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    p = pl.validate(key, value)
+    p = payload.validate(key, value)
     out.ok[i] = True
     out.org[i], out.intake_ns[i], out.n_points[i] = p.org_id, p.intake_ns, p.n_points
     out.raw_len[i] = len(p.raw)
@@ -289,5 +294,7 @@ def _decide(out: Checked, i: int, key: bytes | None, value: bytes | None
 
 
 def warm() -> None:
-    """Compile the kernel now (it is not cached on disk: it calls libzstd by address)."""
-    check([b"1"], [pl.encode(1, 0, np.zeros(1, pl.RECORD_DTYPE))])
+    """Load the kernel now (from numba's disk cache; compiling into it if absent).
+
+    ``tailor compile-kernels`` calls this, so an ingest start only loads it."""
+    check([b"1"], [payload.encode(1, 0, np.zeros(1, payload.RECORD_DTYPE))])

@@ -1,4 +1,4 @@
-"""``tailor produce``: send a :mod:`tailor.synth` stream to Kafka.
+"""``tailor produce``: send a :mod:`tailor.testing.stream` stream to Kafka.
 
 :func:`run` generates the stream of a :class:`ProduceConfig`, creates the
 topics if missing, sends every record to its explicit partition with its key
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tailor import payload as P
-from tailor import synth
 from tailor.config import ProduceConfig
 from tailor.errors import TailorError
+from tailor.format import payload
 from tailor.shards import load as load_shards
+from tailor.testing.stream import DUPLICATE, VALID, Synth, SynthRecord, generate
 
 MAX_IN_FLIGHT: Final = 2000  # sends not yet acknowledged
 CONNECT_TIMEOUT_S: Final = 20.0
@@ -82,7 +82,7 @@ async def _start_producer(bootstrap: str) -> Any:
     return producer
 
 
-async def produce_records(bootstrap: str, records: Sequence[synth.SynthRecord],
+async def produce_records(bootstrap: str, records: Sequence[SynthRecord],
                           rate: float | None = None) -> list[int]:
     """Send ``records`` in order; returns each record's Kafka offset.
 
@@ -159,10 +159,10 @@ async def _wait_partitions(producer: Any, bootstrap: str, topic: str, n: int) ->
                       fix=f"pass --partitions {max(1, len(have))} or produce to a new topic")
 
 
-async def _produce(cfg: ProduceConfig, stream: synth.Synth) -> list[int]:
+async def _produce(cfg: ProduceConfig, stream: Synth) -> list[int]:
     from aiokafka.errors import KafkaError
 
-    from tailor.services import create_topics
+    from tailor.testing.services import create_topics
 
     try:
         await asyncio.wait_for(create_topics(cfg.brokers, cfg.topics, cfg.partitions),
@@ -182,7 +182,7 @@ def run(cfg: ProduceConfig) -> ProduceReport:
     """
     load_shards(cfg.shards_file)  # a bad shards file is a ConfigError before any sending
     g0 = time.monotonic()
-    stream = synth.generate(cfg)
+    stream = generate(cfg)
     gen_s = time.monotonic() - g0
     t0 = time.monotonic()
     offsets = asyncio.run(_produce(cfg, stream))
@@ -191,8 +191,8 @@ def run(cfg: ProduceConfig) -> ProduceReport:
         stream.write_expected(cfg.expected, offsets)
     kinds = stream.kind_counts()
     return ProduceReport(
-        records=len(stream.records), valid=kinds[synth.VALID], duplicates=kinds[synth.DUPLICATE],
-        invalid={r: kinds[r] for r in P.REASONS}, points=int(stream.pay_n.sum()),
+        records=len(stream.records), valid=kinds[VALID], duplicates=kinds[DUPLICATE],
+        invalid={r: kinds[r] for r in payload.REASONS}, points=int(stream.pay_n.sum()),
         bytes=sum(len(r.value or b"") + len(r.key or b"") for r in stream.records),
         seconds=secs, generate_seconds=gen_s, offsets=offsets, expected_dir=cfg.expected,
     )

@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tailor.cli import main
 from tailor.config import StoreConfig
-from tailor.layout import HOUR, index_key, stamp
-from tailor.records import ObjectRecord
+from tailor.format.layout import HOUR, index_key, stamp
+from tailor.format.records import ObjectRecord
 from tailor.shards import Dedicated, load
 from tailor.storage import Store
 
