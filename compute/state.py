@@ -1,9 +1,11 @@
-"""What the stores hold, read for `tailor status`, `build --ready` and `tailor shards`.
+"""What the stores hold, read for `tailor status`, `build --ready`, `tailor diff` and
+`tailor shards`.
 
 :func:`load_state` lists the raw index, reads the chunk manifests and the
 partition watermarks, and the index records the pure core
 (:mod:`tailor.compute.readiness`) needs; :func:`load_chunk` reads one chunk's
-afresh.  Every function blocks on the stores (GETs run on up to
+afresh; :func:`list_chunks` lists a root's chunks (what `tailor diff`
+compares).  Every function blocks on the stores (GETs run on up to
 ``_THREADS`` threads) and raises :class:`~tailor.errors.StorageError` for a
 record that does not parse, and what the store raises; an object deleted
 between listing and reading is skipped.
@@ -126,6 +128,12 @@ def scan_index(raw: Store, raw_shards: Iterable[str]
 def load_watermarks(raw: Store) -> list[Watermark]:
     keys = [k for k in raw.list("watermarks/") if k.endswith(".json")]
     return [_parse(Watermark, k, d, raw) for k, d in _read_many(raw, keys)]
+
+
+def list_chunks(store: Store, shard: str | None = None) -> dict[tuple[str, int], str]:
+    """``(shard, window_start)`` → manifest key, for every chunk of the root."""
+    store.invalidate()
+    return published_chunks(store, shard)
 
 
 def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], Manifest]:
