@@ -115,7 +115,7 @@ def _windows_of(r: ObjectRecord, length: int) -> set[int]:
 Listing = Mapping[str, Mapping[str, Iterable[int]]]
 
 
-def records_to_read(smap: ShardMap, shards: Sequence[str], listing: Listing,
+def records_to_read(shard_map: ShardMap, shards: Sequence[str], listing: Listing,
                     manifests: Mapping[tuple[str, int], Manifest], *,
                     length: int) -> set[tuple[str, str]]:
     """``(raw_shard, batch_id)`` of the index records status must read.
@@ -129,7 +129,7 @@ def records_to_read(smap: ShardMap, shards: Sequence[str], listing: Listing,
     """
     feeds: dict[str, list[tuple[str, int | None]]] = {}
     for s in shards:
-        for raw, org in smap.sources(s):
+        for raw, org in shard_map.sources(s):
             feeds.setdefault(raw, []).append((s, org))
     inputs = {k: {i.key for i in m.inputs} for k, m in manifests.items()}
     need: set[tuple[str, str]] = set()
@@ -141,22 +141,23 @@ def records_to_read(smap: ShardMap, shards: Sequence[str], listing: Listing,
             coarse = not wins and bool(targets)  # only its record knows its hours
             if coarse or any(
                     key not in inputs.get((s, w), ()) for s, org in targets for w in wins
-                    if org is None or org_in_window(smap, s, smap.dedicated[org], w, w + length)):
+                    if org is None or org_in_window(
+                        shard_map, s, shard_map.dedicated[org], w, w + length)):
                 need.add((raw, batch))
     return need
 
 
-def candidates(smap: ShardMap, shard: str, by_raw: Mapping[str, Sequence[ObjectRecord]],
+def candidates(shard_map: ShardMap, shard: str, by_raw: Mapping[str, Sequence[ObjectRecord]],
                length: int) -> dict[int, list[ObjectRecord]]:
     """Window start → candidate objects of ``shard`` (module docstring)."""
     out: dict[int, dict[str, ObjectRecord]] = {}
-    for raw, org in smap.sources(shard):
+    for raw, org in shard_map.sources(shard):
         for r in by_raw.get(raw, ()):
             if org is not None and org not in r.orgs:
                 continue
             for w in _windows_of(r, length):
                 if org is not None and not org_in_window(
-                        smap, shard, smap.dedicated[org], w, w + length):
+                        shard_map, shard, shard_map.dedicated[org], w, w + length):
                     continue
                 out.setdefault(w, {})[r.key] = r
     return {w: sorted(rs.values(), key=lambda r: r.key) for w, rs in out.items()}
@@ -178,7 +179,7 @@ def _max_ts(records: Sequence[ObjectRecord], start: int, end: int) -> int | None
 
 
 def chunk_rows(
-    smap: ShardMap,
+    shard_map: ShardMap,
     shards: Sequence[str],
     records: Iterable[ObjectRecord],
     manifests: Mapping[tuple[str, int], Manifest],
@@ -212,7 +213,7 @@ def chunk_rows(
     wm = ingest_watermark(watermarks, now_ns)
     rows: list[ChunkRow] = []
     for shard in shards:
-        cands = candidates(smap, shard, raw_lists, length)
+        cands = candidates(shard_map, shard, raw_lists, length)
         starts = set(cands) | {w for (s, w) in manifests if s == shard}
         for start in sorted(starts):
             end = start + length
@@ -221,7 +222,7 @@ def chunk_rows(
             ready = is_ready(end, wm, grace_s)
             inputs = sorted(i.key for i in m.inputs) if m is not None else []
             have = set(inputs)
-            held = {k for raw, _ in smap.sources(shard) for k in unread.get((raw, start), ())
+            held = {k for raw, _ in shard_map.sources(shard) for k in unread.get((raw, start), ())
                     if k in have}  # unread objects count only where a manifest holds them
             late = [r.key for r in recs if r.key not in have] if m is not None else []
             stale = bool(late)

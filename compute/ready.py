@@ -127,12 +127,12 @@ def build_ready(cfg: BuildConfig, client: Any = None, *, owner: str | None = Non
     released after.  Raises only for a bad shards file or an unusable store.
     """
     say = echo or (lambda _m: None)
-    smap = load_shards(cfg.shards_file)
+    shard_map = load_shards(cfg.shards_file)
     length = cfg.window_seconds
     raw, out = Store(cfg.raw), Store(cfg.out)
     owner = owner or default_owner()
-    state = load_state(raw, out, smap, cfg.shards, length=length)
-    rows = chunk_rows(smap, cfg.shards, state.records, state.manifests, state.watermarks,
+    state = load_state(raw, out, shard_map, cfg.shards, length=length)
+    rows = chunk_rows(shard_map, cfg.shards, state.records, state.manifests, state.watermarks,
                       length=length, grace_s=cfg.grace_s, listing=state.listing)
     report = ReadyReport()
     leases: dict[tuple[str, int], Lease] = {}
@@ -145,8 +145,8 @@ def build_ready(cfg: BuildConfig, client: Any = None, *, owner: str | None = Non
             if lease is None:
                 o.detail = "another run holds its lease"
                 continue
-            recs, m = load_chunk(raw, out, smap, sel.shard, sel.start, length)
-            again = [r for r in chunk_rows(smap, [sel.shard], recs,
+            recs, m = load_chunk(raw, out, shard_map, sel.shard, sel.start, length)
+            again = [r for r in chunk_rows(shard_map, [sel.shard], recs,
                                            {(sel.shard, sel.start): m} if m else {},
                                            state.watermarks, length=length, grace_s=cfg.grace_s)
                      if r.start == sel.start]

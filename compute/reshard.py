@@ -37,21 +37,23 @@ def _when(ts: int | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def moves(smap: ShardMap, shard: str) -> list[Move]:
+def moves(shard_map: ShardMap, shard: str) -> list[Move]:
     """Orgs that move between ``shard`` and another shard at a cutover."""
     out: list[Move] = []
-    for raw, org in smap.sources(shard):
+    for raw, org in shard_map.sources(shard):
         if org is None:
             continue
-        d = smap.dedicated[org]
+        moved = shard_map.dedicated[org]
         dedicated_here = shard == f"org-{org}"
-        out.append(Move(org, "in" if dedicated_here else "out", raw, d.since, d.until))
+        out.append(Move(org, "in" if dedicated_here else "out", raw, moved.since, moved.until))
     return out
 
 
-def org_in_window(smap: ShardMap, shard: str, d: Dedicated, start: int, end: int) -> bool:
-    """Does org ``d.org`` belong to ``shard`` for some ts in ``[start, end)``?"""
-    if shard == f"org-{d.org}":
-        return (d.since is None or d.since < end) and (d.until is None or d.until > start)
-    inside = (d.since is None or d.since <= start) and (d.until is None or d.until >= end)
+def org_in_window(shard_map: ShardMap, shard: str, moved: Dedicated, start: int, end: int) -> bool:
+    """Does org ``moved.org`` belong to ``shard`` for some ts in ``[start, end)``?"""
+    if shard == f"org-{moved.org}":
+        return ((moved.since is None or moved.since < end)
+                and (moved.until is None or moved.until > start))
+    inside = ((moved.since is None or moved.since <= start)
+              and (moved.until is None or moved.until >= end))
     return not inside

@@ -1,9 +1,11 @@
-"""What the stores hold, read for `tailor status`, `build --ready` and `tailor shards`.
+"""What the stores hold, read for `tailor status`, `build --ready`, `tailor diff` and
+`tailor shards`.
 
 :func:`load_state` lists the raw index, reads the chunk manifests and the
 partition watermarks, and the index records the pure core
 (:mod:`tailor.compute.readiness`) needs; :func:`load_chunk` reads one chunk's
-afresh.  Every function blocks on the stores (GETs run on up to
+afresh; :func:`list_chunks` lists a root's chunks (what `tailor diff`
+compares).  Every function blocks on the stores (GETs run on up to
 ``_THREADS`` threads) and raises :class:`~tailor.errors.StorageError` for a
 record that does not parse, and what the store raises; an object deleted
 between listing and reading is skipped.
@@ -66,9 +68,9 @@ def _parse(model: type[Any], key: str, data: bytes, store: Store) -> Any:
             from None
 
 
-def raw_shards_for(smap: ShardMap, shards: Iterable[str]) -> list[str]:
+def raw_shards_for(shard_map: ShardMap, shards: Iterable[str]) -> list[str]:
     """The raw shards whose index can hold points of ``shards``."""
-    return sorted({raw for s in shards for raw, _ in smap.sources(s)})
+    return sorted({raw for s in shards for raw, _ in shard_map.sources(s)})
 
 
 def load_records(raw: Store, raw_shards: Iterable[str],
@@ -128,6 +130,12 @@ def load_watermarks(raw: Store) -> list[Watermark]:
     return [_parse(Watermark, k, d, raw) for k, d in _read_many(raw, keys)]
 
 
+def list_chunks(store: Store, shard: str | None = None) -> dict[tuple[str, int], str]:
+    """``(shard, window_start)`` → manifest key, for every chunk of the root."""
+    store.invalidate()
+    return published_chunks(store, shard)
+
+
 def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], Manifest]:
     """Every chunk's manifest, found as readers find them (``publish.published_chunks``)."""
     chunk_of: dict[str, tuple[str, int]] = {}
@@ -136,7 +144,7 @@ def load_manifests(out: Store, shards: Iterable[str]) -> dict[tuple[str, int], M
     return {chunk_of[k]: parse_manifest(out, k, d) for k, d in _read_many(out, list(chunk_of))}
 
 
-def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
+def load_state(raw: Store, out: Store, shard_map: ShardMap, shards: Sequence[str], *,
                length: int = WINDOW_SECONDS, full: bool = False) -> State:
     """List the index, read the manifests and watermarks, and the index records.
 
@@ -149,18 +157,18 @@ def load_state(raw: Store, out: Store, smap: ShardMap, shards: Sequence[str], *,
     raw.invalidate()
     out.invalidate()
     manifests = load_manifests(out, shards)
-    listing, where = scan_index(raw, raw_shards_for(smap, shards))
+    listing, where = scan_index(raw, raw_shards_for(shard_map, shards))
     need = ({(rs, b) for rs, bs in listing.items() for b in bs} if full else
-            records_to_read(smap, shards, listing, manifests, length=length))
+            records_to_read(shard_map, shards, listing, manifests, length=length))
     keys = sorted(where[n] for n in need)
     records = [_parse(ObjectRecord, k, d, raw) for k, d in _read_many(raw, keys)]
     return State(records, manifests, load_watermarks(raw), listing)
 
 
-def load_chunk(raw: Store, out: Store, smap: ShardMap, shard: str, start: int,
+def load_chunk(raw: Store, out: Store, shard_map: ShardMap, shard: str, start: int,
                length: int) -> tuple[list[ObjectRecord], Manifest | None]:
     """The candidate index records and the manifest of one chunk, read afresh."""
     raw.invalidate()
     out.invalidate()
-    recs = load_records(raw, raw_shards_for(smap, [shard]), hours(start, length))
+    recs = load_records(raw, raw_shards_for(shard_map, [shard]), hours(start, length))
     return recs, read_manifest(out, shard, start)

@@ -71,7 +71,7 @@ def _leftovers_dict(left: RawLeftovers | None) -> dict[str, int] | None:
             "recent_incomplete_uploads": left.young_uploads}
 
 
-def render_json(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
+def render_json(rows: Sequence[ChunkRow], shard_map: ShardMap, shards: Sequence[str],
                 watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
     """``{"watermark_ns", "partitions": [...], "shards": {shard: {"moves", "chunks"}},
     "raw_leftovers": {...}}``."""
@@ -88,7 +88,7 @@ def render_json(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
     }
     for s in shards:
         chunks = [r.as_dict() for r in rows if r.shard == s]
-        mv = moves(smap, s)
+        mv = moves(shard_map, s)
         if chunks or mv:
             doc["shards"][s] = {
                 "moves": [{"org": m.org, "direction": m.direction, "other": m.other,
@@ -102,7 +102,7 @@ _HEAD = ("window", "points", "max ts", "objects", "built", "dups", "inputs",
          "ready", "stale", "next")
 
 
-def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str],
+def render_table(rows: Sequence[ChunkRow], shard_map: ShardMap, shards: Sequence[str],
                  watermarks: Sequence[Watermark], leftovers: RawLeftovers | None = None) -> str:
     now = time.time_ns()
     wm = ingest_watermark(watermarks, now)
@@ -126,7 +126,7 @@ def render_table(rows: Sequence[ChunkRow], smap: ShardMap, shards: Sequence[str]
                      "`tailor gc --raw … --delete` removes them")
     for s in shards:
         srows = [r for r in rows if r.shard == s]
-        mv = moves(smap, s)
+        mv = moves(shard_map, s)
         if not srows and not mv:
             continue
         lines.append("")
@@ -157,12 +157,12 @@ def run(cfg: StatusConfig, *, as_json: bool = False) -> None:
     Reads every index record of the shards shown (exact ingested counts);
     ``build --ready`` reads only the new ones.
     """
-    smap = load(cfg.shards_file)
-    shards = [smap.check_shard(cfg.shard)] if cfg.shard else smap.all_shards()
-    state = load_state(Store(cfg.raw), Store(cfg.out), smap, shards, length=cfg.window_seconds,
+    shard_map = load(cfg.shards_file)
+    shards = [shard_map.check_shard(cfg.shard)] if cfg.shard else shard_map.all_shards()
+    state = load_state(Store(cfg.raw), Store(cfg.out), shard_map, shards, length=cfg.window_seconds,
                        full=True)
-    rows = chunk_rows(smap, shards, state.records, state.manifests, state.watermarks,
+    rows = chunk_rows(shard_map, shards, state.records, state.manifests, state.watermarks,
                       length=cfg.window_seconds, grace_s=cfg.grace_s, listing=state.listing)
     leftovers = find_raw(Store(cfg.raw), time.time_ns() - LEFTOVER_AGE_S * 10**9)
     render = render_json if as_json else render_table
-    click.echo(render(rows, smap, shards, state.watermarks, leftovers))
+    click.echo(render(rows, shard_map, shards, state.watermarks, leftovers))

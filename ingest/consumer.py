@@ -69,7 +69,7 @@ class Ingester(Rebalance):
         self.batcher = Batcher(cfg.flush)
         self.classifier = Classifier(shard_map)
         # Fetches are classified in parallel and added in fetch order.
-        self.cpool = ThreadPoolExecutor(CLASSIFY_THREADS, "tailor-classify")
+        self.classify_pool = ThreadPoolExecutor(CLASSIFY_THREADS, "tailor-classify")
         # (epoch, items, the fetch's key + value bytes: counted against memory_limit too)
         self.classifying = []
         self.lock = asyncio.Lock()
@@ -105,14 +105,14 @@ class Ingester(Rebalance):
         Kafka errors at start (bad brokers).
         """
         # Compile the classifier's kernels before joining the group.
-        await asyncio.get_running_loop().run_in_executor(self.cpool, validate_batch.warm)
+        await asyncio.get_running_loop().run_in_executor(self.classify_pool, validate_batch.warm)
         try:
             await self.consumer.start()
         except KafkaError as exc:
             with contextlib.suppress(KafkaError):
                 await self.consumer.stop()
             self.pool.shutdown(wait=False)
-            self.cpool.shutdown(wait=False)
+            self.classify_pool.shutdown(wait=False)
             raise TailorError("cannot reach the Kafka brokers", brokers=self.cfg.brokers,
                               reason=f"{type(exc).__name__}: {exc}",
                               fix="check --brokers and that the brokers are up") from None
@@ -132,7 +132,7 @@ class Ingester(Rebalance):
                 self.abandoned = True
             self.abandoned |= bool(self.inflight)
             self.pool.shutdown(wait=False, cancel_futures=True)
-            self.cpool.shutdown(wait=False, cancel_futures=True)
+            self.classify_pool.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(KafkaError, asyncio.CancelledError):
                 await self.consumer.stop()
 
@@ -157,7 +157,7 @@ class Ingester(Rebalance):
                 fetch = [((tp.topic, tp.partition), recs) for tp, recs in data.items()]
                 # Records are of the current assignment: remember its epoch.
                 fut = asyncio.get_running_loop().run_in_executor(
-                    self.cpool, self.classifier.classify, fetch)
+                    self.classify_pool, self.classifier.classify, fetch)
                 self.classifying.append((self.epoch, fut, _record_bytes(fetch)))
             elif busy:
                 await asyncio.wait([self.classifying[0][1]])

@@ -42,7 +42,7 @@ class Member:
     writer: Writer
     batcher: Batcher
     classifier: Classifier
-    cpool: ThreadPoolExecutor  # classifier threads
+    classify_pool: ThreadPoolExecutor  # classifier threads
     # (epoch, items, the fetch's key + value bytes: counted against memory_limit too)
     classifying: list[tuple[int, asyncio.Future[list[Item]], int]]
     lock: asyncio.Lock  # held while the batcher changes (fetches, rebalances)

@@ -86,8 +86,7 @@ def verify(expected_dir: Path, out: StoreConfig, report: ReadyReport, shard_map:
     reverse), differing from the expected rows, or a quarantine count other
     than the invalid records sent.
     """
-    from tailor.compute.diff import list_chunks
-    from tailor.compute.state import load_manifests
+    from tailor.compute.state import list_chunks, load_manifests
     from tailor.testing.oracle import load_expected
 
     t0 = time.monotonic()

@@ -50,9 +50,9 @@ SMAP = ShardMap(shared_shards=2)
 
 
 def rows_for(records: list[ObjectRecord], manifests: dict[tuple[str, int], Manifest],
-             watermarks: list[Watermark], smap: ShardMap = SMAP,
+             watermarks: list[Watermark], shard_map: ShardMap = SMAP,
              grace: float = 900) -> list[ChunkRow]:
-    return chunk_rows(smap, smap.all_shards(), records, manifests, watermarks,
+    return chunk_rows(shard_map, shard_map.all_shards(), records, manifests, watermarks,
                       length=W, grace_s=grace)
 
 
@@ -136,7 +136,7 @@ def test_moved_org_objects_count_for_both_shards_only_around_the_cutover() -> No
     shared = rec("org-mod-0", "s", {T0: 3, T0 + W: 1}, orgs=[2, 4])
     dedicated = rec("org-4", "d", {T0 + 3 * HOUR: 2, T0 + W: 5}, orgs=[4])
     other = rec("org-mod-0", "o", {T0: 1}, orgs=[2])
-    rows = rows_for([shared, dedicated, other], {}, [wm(0, T0 + 9 * W)], smap=MOVED)
+    rows = rows_for([shared, dedicated, other], {}, [wm(0, T0 + 9 * W)], shard_map=MOVED)
     by = {(r.shard, r.start): r for r in rows}
     # Window T0 straddles the cutover: both raw shards feed both chunks (org 4's part).
     assert by[("org-mod-0", T0)].objects == 3
