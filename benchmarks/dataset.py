@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,21 +24,13 @@ from tailor.format import framing, layout, payload
 from tailor.format.records import ObjectRecord, OffsetRange, hour_counts
 from tailor.shards import ShardMap
 from tailor.storage import Store
+from tailor.testing.stream import SynthRecord
 
 RAW_SCHEMA = pa.schema([
     ("org_id", pa.uint32()), ("metric_id", pa.uint64()), ("context_key", pa.uint64()),
     ("ts", pa.uint32()), ("value", pa.float64()), ("intake_ns", pa.uint64()),
     ("idx", pa.uint32()),
 ])
-
-
-class KafkaRecord(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +48,7 @@ def _partition(rec: Any) -> int:
     return int(p) if p is not None else 0
 
 
-def valid_payloads(records: Iterable[KafkaRecord]) -> tuple[list[Valid], int]:
+def valid_payloads(records: Iterable[SynthRecord]) -> tuple[list[Valid], int]:
     """The valid records, in order, and the number of invalid ones."""
     out: list[Valid] = []
     invalid = 0
@@ -145,7 +137,7 @@ def write_raw_points(valid: Sequence[Valid], path: str, *,
         return w.write(valid)
 
 
-def iter_valid(records: Iterable[KafkaRecord]) -> Iterator[Valid]:
+def iter_valid(records: Iterable[SynthRecord]) -> Iterator[Valid]:
     """The valid records, decoded one at a time (nothing kept)."""
     for r in records:
         try:

@@ -1,7 +1,7 @@
 """``tailor shards report`` and ``tailor shards plan``: shard balance from the index alone.
 
 A thin adapter: :func:`load_volume` reads the index records of the windows
-asked for (through :func:`tailor.compute.status.load_records`, never a raw
+asked for (through :func:`tailor.compute.state.load_records`, never a raw
 object); the numbers come from the pure :mod:`tailor.compute.volume` and
 :mod:`tailor.compute.shardplan`; the rest is formatting, the metrics file and
 the shards.yaml writer.
@@ -27,7 +27,7 @@ from tailor.storage import Store
 
 from .publish import published_chunks
 from .shardplan import Plan, plan
-from .status import load_records, raw_shards_for
+from .state import load_records, raw_shards_for
 from .volume import Dist, Placed, Volume, collect, place
 
 #: Windows looked at when no --from/--to is given: the last day of 4 h windows.
@@ -50,13 +50,13 @@ def resolve_windows(ts_from: int | None, ts_to: int | None, length: int,
     return list(range(first if first >= ts_from else first + length, ts_to, length))
 
 
-def load_volume(raw: Store, smap: ShardMap, windows: Sequence[int], length: int) -> Volume:
-    """The volume of ``windows`` from the index records of every raw shard of ``smap``."""
+def load_volume(raw: Store, shard_map: ShardMap, windows: Sequence[int], length: int) -> Volume:
+    """The volume of ``windows`` from the index records of every raw shard of ``shard_map``."""
     if not windows:
         return collect([], 0, 0)
     raw.invalidate()
     hrs = sorted({h for w in windows for h in hours(w, length)})
-    recs = load_records(raw, raw_shards_for(smap, smap.all_shards()), hrs)
+    recs = load_records(raw, raw_shards_for(shard_map, shard_map.all_shards()), hrs)
     return collect(recs, windows[0], windows[-1] + length)
 
 
@@ -140,9 +140,9 @@ def write_metrics(doc: dict[str, Any], path: str) -> None:
 
 def run_report(cfg: ShardsReportConfig, *, as_json: bool = False) -> None:
     """Print the report of ``cfg.windows`` (and write the metrics file if asked)."""
-    smap = load(cfg.shards_file)
-    vol = load_volume(Store(cfg.raw), smap, cfg.windows, cfg.window_seconds)
-    doc = report_doc(place(vol, smap, cfg.window_seconds), cfg.windows, cfg.window_seconds,
+    shard_map = load(cfg.shards_file)
+    vol = load_volume(Store(cfg.raw), shard_map, cfg.windows, cfg.window_seconds)
+    doc = report_doc(place(vol, shard_map, cfg.window_seconds), cfg.windows, cfg.window_seconds,
                      top=cfg.top, objects=vol.objects)
     if cfg.metrics_file:
         write_metrics(doc, cfg.metrics_file)
@@ -178,7 +178,7 @@ def plan_doc(p: Plan, windows: Sequence[int], length: int, out_file: str) -> dic
     return {"since": p.since, "since_stamp": stamp(p.since), "target": p.target,
             "windows": [stamp(w) for w in windows],
             "range": f"{stamp(windows[0])}..{stamp(windows[-1] + length)}", "out": out_file,
-            "shared_shards": p.smap.shared_shards, "reached": p.reached, "minimal": p.minimal,
+            "shared_shards": p.shard_map.shared_shards, "reached": p.reached, "minimal": p.minimal,
             "moves": [{"org": m.org, "kind": m.kind, "from": m.source, "to": m.dest,
                        "peak_window_points": m.peak} for m in p.moves],
             "before": p.before.as_dict(), "after": p.after.as_dict(),
@@ -213,16 +213,16 @@ def render_plan(doc: dict[str, Any]) -> str:
 
 def run_plan(cfg: ShardsPlanConfig, *, as_json: bool = False, now: float | None = None) -> None:
     """Plan, write ``cfg.out_file`` (read back through ``tailor.shards.load``), print."""
-    smap = load(cfg.shards_file)
+    shard_map = load(cfg.shards_file)
     length = cfg.window_seconds
-    if cfg.shared_shards not in (None, smap.shared_shards) and not cfg.for_new_store:
+    if cfg.shared_shards not in (None, shard_map.shared_shards) and not cfg.for_new_store:
         raise ConfigError(f"--shared-shards {cfg.shared_shards} changes shared_shards "
-                          f"({smap.shared_shards}), which moves every org not dedicated, "
+                          f"({shard_map.shared_shards}), which moves every org not dedicated, "
                           "for all time: built windows and raw objects would not be found",
                           fix="dedicate orgs instead (drop --shared-shards), or add "
                               "--for-new-store to write a map for a new raw store and "
                               "output root")
-    vol = load_volume(Store(cfg.raw), smap, cfg.windows, length)
+    vol = load_volume(Store(cfg.raw), shard_map, cfg.windows, length)
     orgs, v = vol.org_windows(cfg.windows, length)
     seen = [w for w, x in zip(cfg.windows, v.sum(axis=0).tolist(), strict=True) if x > 0]
     if not seen:
@@ -238,7 +238,7 @@ def run_plan(cfg: ShardsPlanConfig, *, as_json: bool = False, now: float | None 
     now = time.time() if now is None else now
     since = choose_since(cfg.since, now=now, length=length, observed_end=seen[-1] + length,
                          built_end=built_end)
-    p = plan(smap, orgs, v, cfg.windows, target=cfg.target_chunk_points, since=since,
+    p = plan(shard_map, orgs, v, cfg.windows, target=cfg.target_chunk_points, since=since,
              max_moves=cfg.max_moves, shared_shards=cfg.shared_shards,
              return_below=cfg.return_below)
     header = (f"Proposed by `tailor shards plan` at "
@@ -249,11 +249,11 @@ def run_plan(cfg: ShardsPlanConfig, *, as_json: bool = False, now: float | None 
               + "".join(f"{m.kind} org {m.org}: {m.source} -> {m.dest}\n" for m in p.moves)
               + "Keep earlier entries: their since/until say where built windows are.")
     try:
-        Path(cfg.out_file).write_text(dump(p.smap, header))
+        Path(cfg.out_file).write_text(dump(p.shard_map, header))
     except OSError as exc:
         raise ConfigError(f"cannot write --out {cfg.out_file!r}: {exc.strerror}",
                           fix="pass a path in an existing, writable directory") from None
-    if load(cfg.out_file) != p.smap:  # the file is what every command will read
+    if load(cfg.out_file) != p.shard_map:  # the file is what every command will read
         raise ConfigError(f"{cfg.out_file} does not read back as the plan",
                           fix="report this as a bug; do not roll the file out")
     doc = plan_doc(p, cfg.windows, length, cfg.out_file)

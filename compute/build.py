@@ -115,7 +115,7 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     the numba kernels first (:class:`~tailor.compute.warm.WarmKernels`); the
     scheduler serves the stage timers to Prometheus (:mod:`~tailor.compute.monitor`).
     """
-    smap = shards.load(cfg.shards_file)
+    shard_map = shards.load(cfg.shards_file)
     client.register_plugin(WarmKernels())  # numba loads on every worker before any task
     try:  # stage timers on the scheduler's /metrics
         client.register_plugin(StageMetrics())
@@ -130,7 +130,7 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     units = units_of(chunks)
     results: list[ChunkResult | None] = [None] * len(chunks)
     workers = len(client.scheduler_info().get("workers", {})) or 1
-    batches = submit_plans(client, cfg.raw, smap,
+    batches = submit_plans(client, cfg.raw, shard_map,
                            [(chunks[u[0]][0], tuple(chunks[i][1] for i in u)) for u in units],
                            length, rbytes, rows, 2 * workers,
                            attempts[0] if attempts else "")
@@ -167,12 +167,12 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
     target = min(rows // PACK_FRACTION, sum(sizes) // (PACK_PER_WORKER * workers))
     for b in pack(sizes, max(1, target)):
         group = [fused[j] for j in b]
-        fut = submit_units(client, cfg.raw, cfg.out, smap,
+        fut = submit_units(client, cfg.raw, cfg.out, shard_map,
                            [([planned[i] for i in u], [attempts[i] for i in u]) for u in group],
                            f"{attempts[group[0][0]]}-{chunks[group[0][0]][0]}")
         running[fut] = [i for u in group for i in u]
     for unit in graphed:
-        fut = submit_exchange(client, cfg.raw, cfg.out, smap, [planned[i] for i in unit],
+        fut = submit_exchange(client, cfg.raw, cfg.out, shard_map, [planned[i] for i in unit],
                               [attempts[i] for i in unit], rows, cfg.memory_budget, workers)
         running[fut] = unit
     outcome: dict[int, Published | str] = {}
@@ -346,7 +346,7 @@ def summary(r: ChunkResult, *, max_reports: int = 5) -> str:
 
 def run(cfg: BuildConfig) -> int:
     """Build every requested chunk; 0 only when all published, else 1."""
-    if cfg.ready:  # `build --ready` (ops, issue 4): selection, leases, summary in ready.py
+    if cfg.ready:  # `build --ready` (ops, issue 4): the runner in ready.py
         from .ready import run_ready
 
         return run_ready(cfg)

@@ -305,18 +305,18 @@ def decode_into(raw: RawRange, out: Points, n: int, lo: int, hi: int) -> tuple[i
     return n, RangeReport(nf, decoded, corrupt, sorted(invalid))
 
 
-def finish(out: Points, n: int, shard: str, smap: ShardMap) -> Points:
+def finish(out: Points, n: int, shard: str, shard_map: ShardMap) -> Points:
     """The first ``n`` rows of ``out`` that belong to ``shard`` (a copy when that gives
     back more than half of ``out``'s capacity, else views)."""
     with context_meter.meter(STAGE_DECODE):
         pts = out.slice(0, n)
         if n < len(out) // 2:  # give the unused capacity back
             pts = pts.copy()
-        mask = smap.keep_mask(shard, pts.org, pts.ts)
+        mask = shard_map.keep_mask(shard, pts.org, pts.ts)
         return pts if mask is None else pts.take(mask)
 
 
-def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) -> Points:
+def decode_range(raw: RawRange, shard: str, shard_map: ShardMap, lo: int, hi: int) -> Points:
     """Points of the owned frames of ``raw`` with ts in ``[lo, hi)`` that belong to ``shard``.
 
     Never raises on bad data: corrupt frames and invalid payloads land in
@@ -324,7 +324,7 @@ def decode_range(raw: RawRange, shard: str, smap: ShardMap, lo: int, hi: int) ->
     """
     out = alloc_points(capacity(raw))
     n, rep = decode_into(raw, out, 0, lo, hi)
-    pts = finish(out, n, shard, smap)
+    pts = finish(out, n, shard, shard_map)
     pts.frames, pts.decoded, pts.corrupt, pts.invalid = (rep.frames, rep.decoded, rep.corrupt,
                                                          rep.invalid)
     return pts

@@ -26,7 +26,8 @@ from tailor.format.layout import chunk_dir, manifest_key, stamp
 from tailor.storage import Store
 
 from .encode import COLUMNS
-from .publish import published_chunks, read_manifest
+from .publish import read_manifest
+from .state import list_chunks
 
 _KEY_DTYPES = (np.uint32, np.uint64, np.uint64, np.uint32)
 
@@ -175,12 +176,6 @@ def compare(a: Points, b: Points, *, shard: str = "", window: str = "",
 
 
 # -- reading roots ------------------------------------------------------------------------
-
-def list_chunks(store: Store, shard: str | None = None) -> dict[tuple[str, int], str]:
-    """``(shard, window_start)`` → manifest key, for every chunk of the root."""
-    store.invalidate()
-    return published_chunks(store, shard)
-
 
 def read_chunk(store: Store, shard: str, start: int) -> Points:
     """Every point of a chunk, reading the files its manifest lists, in order."""

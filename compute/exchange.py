@@ -105,7 +105,7 @@ def _in_windows(pts: Points, windows: Sequence[tuple[int, int]]) -> Points:
 
 
 # -- tasks (module-level: they run on workers) -----------------------------------
-def t_map(raw: StoreConfig, smap: ShardMap, shard: str, items: list[RangeItem],
+def t_map(raw: StoreConfig, shard_map: ShardMap, shard: str, items: list[RangeItem],
           windows: list[tuple[int, int]], stride: int) -> MapOut:
     """Decode ranges ``items`` once; keep the rows of the unit's ``windows``; sample them.
 
@@ -113,7 +113,7 @@ def t_map(raw: StoreConfig, smap: ShardMap, shard: str, items: list[RangeItem],
     scheduler retries the task).
     """
     readers = UNIT_READERS if store(raw).is_s3 and len(items) > 1 else 0
-    rows, reports = decode_ranges(raw, smap, shard, items, readers=readers)
+    rows, reports = decode_ranges(raw, shard_map, shard, items, readers=readers)
     rows = _in_windows(rows, windows)
     starts = [a for a, _b in windows]
     sample = route.sample(rows, starts, stride) if stride > 0 else route.empty_keys()
@@ -181,7 +181,7 @@ def t_publish_unit(out: StoreConfig, plans: list[ChunkPlan], attempts: list[str]
 
 
 # -- graph -----------------------------------------------------------------------
-def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
                     plans: list[ChunkPlan], attempts: list[str], rows_per_partition: int,
                     memory_budget: int, workers: int) -> Any:
     """Submit a unit's distributed sort; returns the future of its publish task.
@@ -205,7 +205,7 @@ def submit_exchange(client: Client, raw: StoreConfig, out: StoreConfig, smap: Sh
     items = range_items(plans)
     unit_bytes = sum(t.end - t.start for t, _a, _b in items)
     groups = group_ranges(items, map_group_bytes(memory_budget, unit_bytes, workers))
-    maps = [sub(t_map, raw, smap, shard, g, windows, stride, name=f"map-{i}")
+    maps = [sub(t_map, raw, shard_map, shard, g, windows, stride, name=f"map-{i}")
             for i, g in enumerate(groups)]
     metas = [sub(t_meta, m, name=f"sample-{i}") for i, m in enumerate(maps)]
     spl = sub(t_splitters, nparts, *metas, name="splitters")

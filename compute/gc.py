@@ -35,7 +35,7 @@ from tailor.format import layout
 from tailor.storage import Store
 
 from .publish import read_manifest, sweep
-from .status import list_index
+from .state import list_index
 
 Listed = tuple[str, int, int]  # key, size, modified_ns
 

@@ -88,7 +88,7 @@ class Published:
 
 
 # -- tasks (module-level: they run on workers) -----------------------------------
-def t_plan_unit(raw: StoreConfig, smap: ShardMap, shard: str, starts: tuple[int, ...],
+def t_plan_unit(raw: StoreConfig, shard_map: ShardMap, shard: str, starts: tuple[int, ...],
                 length: int, range_bytes: int, rows_per_partition: int
                 ) -> list[ChunkPlan | str]:
     """The plans of one unit's chunks (windows ``starts`` of ``shard``), in order.
@@ -99,19 +99,19 @@ def t_plan_unit(raw: StoreConfig, smap: ShardMap, shard: str, starts: tuple[int,
     out: list[ChunkPlan | str] = []
     for start in starts:
         try:
-            out.append(plan(store(raw), smap, shard, start, length, range_bytes=range_bytes,
+            out.append(plan(store(raw), shard_map, shard, start, length, range_bytes=range_bytes,
                             rows_per_partition=rows_per_partition))
         except TailorError as exc:
             out.append(f"{type(exc).__name__}: {exc}")
     return out
 
 
-def t_plan_units(raw: StoreConfig, smap: ShardMap, units: list[tuple[str, tuple[int, ...]]],
+def t_plan_units(raw: StoreConfig, shard_map: ShardMap, units: list[tuple[str, tuple[int, ...]]],
                  length: int, range_bytes: int, rows_per_partition: int
                  ) -> list[list[ChunkPlan | str]]:
     """:func:`t_plan_unit` for several ``(shard, starts)`` units (S3: a few at a time)."""
     def one(u: tuple[str, tuple[int, ...]]) -> list[ChunkPlan | str]:
-        return t_plan_unit(raw, smap, u[0], u[1], length, range_bytes, rows_per_partition)
+        return t_plan_unit(raw, shard_map, u[0], u[1], length, range_bytes, rows_per_partition)
     if not store(raw).is_s3 or len(units) <= 1:
         return [one(u) for u in units]
     with ThreadPoolExecutor(min(UNIT_READERS, len(units))) as pool:
@@ -153,7 +153,7 @@ def range_items(plans: list[ChunkPlan]) -> list[RangeItem]:
             for t, w in sorted(wins.items(), key=lambda kv: (kv[0].key, kv[0].start))]
 
 
-def decode_ranges(raw: StoreConfig, smap: ShardMap, shard: str, items: list[RangeItem], *,
+def decode_ranges(raw: StoreConfig, shard_map: ShardMap, shard: str, items: list[RangeItem], *,
                   readers: int = 0) -> tuple[Points, dict[ReadTask, Report]]:
     """Fetch, frame-scan (CRC-check) and decode each range of ``items`` once, in order,
     straight into one set of columns; returns the rows (of ``shard``) and each range's report.
@@ -179,16 +179,16 @@ def decode_ranges(raw: StoreConfig, smap: ShardMap, shard: str, items: list[Rang
         n, rep = decode_into(rr, out, n, lo, hi)
         del rr
         reports[t] = Report(rep.frames, rep.decoded, rep.corrupt, rep.invalid)
-    return finish(out, n, shard, smap), reports
+    return finish(out, n, shard, shard_map), reports
 
 
-def _unit_rows(raw: StoreConfig, smap: ShardMap, plans: list[ChunkPlan], *, readers: int = 0
+def _unit_rows(raw: StoreConfig, shard_map: ShardMap, plans: list[ChunkPlan], *, readers: int = 0
                ) -> tuple[dict[int, tuple[Points, int, int]], dict[ReadTask, Report]]:
     """Read and decode every byte range of a unit once; one sort split by window.
 
     Returns ``window start → (rows, duplicates, rows in)`` and each range's report.
     """
-    rows, reports = decode_ranges(raw, smap, plans[0].shard, range_items(plans),
+    rows, reports = decode_ranges(raw, shard_map, plans[0].shard, range_items(plans),
                                   readers=readers)
     edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
     return dict(zip(edges, merge.sort_dedup_windows([rows], edges), strict=True)), reports
@@ -205,12 +205,12 @@ def decoded(reports: Iterable[Report]) -> tuple[int, int]:
 Pending = list["Job[tuple[Published, float]] | str"]
 
 
-def _start_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap, plans: list[ChunkPlan],
+def _start_unit(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap, plans: list[ChunkPlan],
                 attempts: list[str], writer: Writer) -> Pending:
     """Read, decode, sort and encode a :func:`fusable` unit here; hand each chunk's part
     write and publish to ``writer``.  Raises what the read raises."""
     readers = UNIT_READERS if store(raw).is_s3 else 0  # local: page cache
-    rows, reports = _unit_rows(raw, smap, plans, readers=readers)
+    rows, reports = _unit_rows(raw, shard_map, plans, readers=readers)
     unit = decoded(reports.values())
     pending: Pending = []
     for cp, attempt in zip(plans, attempts, strict=True):
@@ -251,7 +251,7 @@ def _results(pending: Pending) -> list[Published | str]:
     return results
 
 
-def t_build_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+def t_build_unit(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
                  plans: list[ChunkPlan], attempts: list[str]) -> list[Published | str]:
     """Build and publish every chunk of a :func:`fusable` unit in this one task.
 
@@ -264,7 +264,7 @@ def t_build_unit(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
     siblings still publish.
     """
     with Writer() as writer:
-        pending = _start_unit(raw, out, smap, plans, attempts, writer)
+        pending = _start_unit(raw, out, shard_map, plans, attempts, writer)
     return _results(pending)
 
 
@@ -326,7 +326,7 @@ def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, parts: list[Part
 
 
 # -- graph -----------------------------------------------------------------------
-def submit_plans(client: Client, raw: StoreConfig, smap: ShardMap,
+def submit_plans(client: Client, raw: StoreConfig, shard_map: ShardMap,
                  units: list[tuple[str, tuple[int, ...]]], length: int, range_bytes: int,
                  rows_per_partition: int, tasks: int, tag: str) -> list[tuple[list[int], Any]]:
     """Plan ``units`` in at most ``tasks`` tasks (a plan costs ~1 ms; a task ~3 ms of overhead).
@@ -336,14 +336,14 @@ def submit_plans(client: Client, raw: StoreConfig, smap: ShardMap,
     out = []
     for k in range(min(tasks, len(units))):
         idx = list(range(k, len(units), tasks))
-        fut = client.submit(t_plan_units, raw, smap, [units[i] for i in idx], length,
+        fut = client.submit(t_plan_units, raw, shard_map, [units[i] for i in idx], length,
                             range_bytes, rows_per_partition, key=f"plan-{k}-{tag}",
                             retries=RETRIES)
         out.append((idx, fut))
     return out
 
 
-def t_build_units(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+def t_build_units(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
                   units: list[tuple[list[ChunkPlan], list[str]]]) -> list[list[Published | str]]:
     """:func:`t_build_unit` for several small units in a row (one task's overhead).
 
@@ -354,18 +354,18 @@ def t_build_units(raw: StoreConfig, out: StoreConfig, smap: ShardMap,
     with Writer() as writer:  # unit k's writes and publishes run while unit k + 1 computes
         for plans, attempts in units:
             try:
-                pending.append(_start_unit(raw, out, smap, plans, attempts, writer))
+                pending.append(_start_unit(raw, out, shard_map, plans, attempts, writer))
             except (TailorError, OSError) as exc:
                 pending.append([f"{type(exc).__name__}: {exc}"] * len(plans))
     release_heap()
     return [_results(p) for p in pending]
 
 
-def submit_units(client: Client, raw: StoreConfig, out: StoreConfig, smap: ShardMap,
+def submit_units(client: Client, raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
                  units: list[tuple[list[ChunkPlan], list[str]]], tag: str) -> Any:
     """A future of :func:`t_build_units`'s results; bigger tasks are scheduled first."""
     est = sum(cp.est_points for plans, _ in units for cp in plans)
-    return client.submit(t_build_units, raw, out, smap, units, key=f"unit-{tag}",
+    return client.submit(t_build_units, raw, out, shard_map, units, key=f"unit-{tag}",
                          retries=RETRIES, priority=est)
 
 

@@ -111,7 +111,7 @@ def plan_chunk(
     return ChunkPlan(shard, start, length, tuple(tasks), inputs, est, parts, stride)
 
 
-def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int,
+def list_records(raw: Store, shard_map: ShardMap, shard: str, start: int, length: int,
                  *, threads: int = 16) -> list[tuple[ObjectRecord, int | None]]:
     """Read the index records of every source of ``shard`` for the window: those
     under its hours and under the coarser buckets holding it
@@ -124,7 +124,7 @@ def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int
     store fails and :class:`BuildError` for a record that does not parse.
     """
     wanted: list[tuple[str, int | None]] = []
-    for raw_shard, org in smap.sources(shard):
+    for raw_shard, org in shard_map.sources(shard):
         for folder in layout.index_dirs(raw_shard, start, start + length):
             for key in raw.list(folder + "/"):
                 if key.endswith(".json"):
@@ -147,10 +147,10 @@ def list_records(raw: Store, smap: ShardMap, shard: str, start: int, length: int
         return list(pool.map(fetch, wanted))
 
 
-def plan(raw: Store, smap: ShardMap, shard: str, start: int, length: int, *,
+def plan(raw: Store, shard_map: ShardMap, shard: str, start: int, length: int, *,
          range_bytes: int, rows_per_partition: int) -> ChunkPlan:
     """List the index and plan one chunk (see :func:`plan_chunk`)."""
-    return plan_chunk(shard, start, length, list_records(raw, smap, shard, start, length),
+    return plan_chunk(shard, start, length, list_records(raw, shard_map, shard, start, length),
                       range_bytes=range_bytes, rows_per_partition=rows_per_partition)
 
 

@@ -1,7 +1,7 @@
 """The shard planner (issue 13): observed volume in, the next ``shards.yaml`` out.  Pure.
 
 :func:`plan` takes the current :class:`~tailor.shards.ShardMap`, every org's
-points per observed window (``orgs``, ``V``), a target chunk size and the
+points per observed window (``orgs``, ``points``), a target chunk size and the
 cutover ``since`` (a window boundary after everything built and observed),
 and proposes, Slicer-style:
 
@@ -75,7 +75,7 @@ class Plan:
     minimum.
     """
 
-    smap: ShardMap
+    shard_map: ShardMap
     moves: tuple[Move, ...]
     since: int
     target: int
@@ -89,20 +89,20 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
 
-def _state(d: Dedicated | None, since: int) -> str:
+def _state(dedication: Dedicated | None, since: int) -> str:
     """``shared``, ``reopen`` (ends exactly at since), ``closed``, ``pending`` or ``dedicated``."""
-    if d is None:
+    if dedication is None:
         return "shared"
-    if d.until is not None and d.until <= since:
-        return "reopen" if d.until == since else "closed"
-    if d.since is not None and d.since > since:
+    if dedication.until is not None and dedication.until <= since:
+        return "reopen" if dedication.until == since else "closed"
+    if dedication.since is not None and dedication.since > since:
         return "pending"
     return "dedicated"
 
 
-def _cover(v: np.ndarray, load: np.ndarray, target: float, orgs: Sequence[int]
+def _cover(points: np.ndarray, load: np.ndarray, target: float, orgs: Sequence[int]
            ) -> tuple[list[int], bool, bool]:
-    """Fewest rows of ``v`` (orgs × windows) whose removal brings ``load`` to ``target``.
+    """Fewest rows of ``points`` (orgs × windows) whose removal brings ``load`` to ``target``.
 
     Returns ``(rows, biggest relief first; reached; proven minimal)``.
     """
@@ -110,9 +110,9 @@ def _cover(v: np.ndarray, load: np.ndarray, target: float, orgs: Sequence[int]
     over = excess > 0
     if not over.any():
         return [], True, True
-    vo, ex = v[:, over], excess[over]
+    vo, ex = points[:, over], excess[over]
     # Candidates: rows that help, biggest first (ties: smaller org id).
-    cand = [i for i in sorted(range(len(v)), key=lambda i: (-float(vo[i].sum()), orgs[i]))
+    cand = [i for i in sorted(range(len(points)), key=lambda i: (-float(vo[i].sum()), orgs[i]))
             if vo[i].sum() > 0]
     chosen: list[int] = []
     rem = ex.copy()
@@ -149,28 +149,28 @@ def _cover(v: np.ndarray, load: np.ndarray, target: float, orgs: Sequence[int]
     return chosen, True, True
 
 
-def _chunk_sizes(orgs: np.ndarray, v: np.ndarray, dedicated: np.ndarray, n: int,
+def _chunk_sizes(orgs: np.ndarray, points: np.ndarray, dedicated: np.ndarray, n: int,
                  windows: Sequence[int]) -> dict[tuple[str, int], int]:
     out: dict[tuple[str, int], int] = {}
     shared = ~dedicated
     codes = orgs % n
     for k in np.unique(codes[shared]).tolist():
-        load = v[shared & (codes == k)].sum(axis=0)
+        load = points[shared & (codes == k)].sum(axis=0)
         out.update({(f"org-mod-{k}", w): round(x) for w, x in zip(windows, load.tolist(),
                                                                     strict=True)})
     for i in np.flatnonzero(dedicated).tolist():
         out.update({(f"org-{int(orgs[i])}", w): round(x)
-                    for w, x in zip(windows, v[i].tolist(), strict=True)})
+                    for w, x in zip(windows, points[i].tolist(), strict=True)})
     return {k: x for k, x in sorted(out.items()) if x > 0}
 
 
-def plan(smap: ShardMap, orgs: np.ndarray, v: np.ndarray, windows: Sequence[int], *,
+def plan(shard_map: ShardMap, orgs: np.ndarray, points: np.ndarray, windows: Sequence[int], *,
          target: int, since: int, max_moves: int | None = None,
          shared_shards: int | None = None, return_below: float = 0.5) -> Plan:
     """Propose the next shard map (module doc).
 
-    ``orgs``: distinct org ids; ``v[i, j]``: points of ``orgs[i]`` in window
-    ``windows[j]``.  Orgs of ``smap.dedicated`` missing from ``orgs`` count
+    ``orgs``: distinct org ids; ``points[i, j]``: points of ``orgs[i]`` in window
+    ``windows[j]``.  Orgs of ``shard_map.dedicated`` missing from ``orgs`` count
     with no points.  Raises :class:`ConfigError` for a target below 1, a
     ``return_below`` outside ``(0, 1)`` or a negative ``max_moves``.
     """
@@ -187,15 +187,15 @@ def plan(smap: ShardMap, orgs: np.ndarray, v: np.ndarray, windows: Sequence[int]
         raise ConfigError("no observed window to plan from",
                           fix="pass --from/--to around windows that hold data")
     orgs = np.asarray(orgs, np.int64)
-    extra = sorted(set(smap.dedicated) - set(orgs.tolist()))
+    extra = sorted(set(shard_map.dedicated) - set(orgs.tolist()))
     if extra:
         orgs = np.concatenate([orgs, np.asarray(extra, np.int64)])
-        v = np.vstack([v, np.zeros((len(extra), len(windows)))])
-    n_old = smap.shared_shards
+        points = np.vstack([points, np.zeros((len(extra), len(windows)))])
+    n_old = shard_map.shared_shards
     n = shared_shards or n_old
-    state = [_state(smap.dedicated.get(int(o)), since) for o in orgs.tolist()]
+    state = [_state(shard_map.dedicated.get(int(o)), since) for o in orgs.tolist()]
     ded_now = np.array([s in ("pending", "dedicated") for s in state], bool)
-    before = Dist.of(_chunk_sizes(orgs, v, ded_now, n_old, windows).values())
+    before = Dist.of(_chunk_sizes(orgs, points, ded_now, n_old, windows).values())
 
     # -- dedications, per shared shard
     codes = orgs % n
@@ -205,25 +205,25 @@ def plan(smap: ShardMap, orgs: np.ndarray, v: np.ndarray, windows: Sequence[int]
     reached, minimal = True, True
     for k in np.unique(codes[~ded_now]).tolist():
         rows = np.flatnonzero(~ded_now & (codes == k))
-        load = v[rows].sum(axis=0)
+        load = points[rows].sum(axis=0)
         mrows = rows[movable[rows]]
-        picked, ok, proven = _cover(v[mrows], load, float(target), orgs[mrows].tolist())
+        picked, ok, proven = _cover(points[mrows], load, float(target), orgs[mrows].tolist())
         reached &= ok
         minimal &= proven
         if not ok:  # orgs that could have helped, were they movable
-            blocked_rows += [int(i) for i in rows if state[i] == "closed" and v[i].sum() > 0]
+            blocked_rows += [int(i) for i in rows if state[i] == "closed" and points[i].sum() > 0]
         if picked:
             per_shard[k] = [int(mrows[i]) for i in picked]
     blocked = tuple(sorted(int(orgs[i]) for i in blocked_rows))
     dedicate: list[int] = []
     budget = max_moves if max_moves is not None else len(orgs) + 1
-    loads = {k: v[~ded_now & (codes == k)].sum(axis=0) for k in per_shard}
+    loads = {k: points[~ded_now & (codes == k)].sum(axis=0) for k in per_shard}
     queues = {k: list(rs) for k, rs in per_shard.items()}
     while budget > 0 and any(queues.values()):
         k = max((k for k in queues if queues[k]), key=lambda k: (float(loads[k].max()), -k))
         i = queues[k].pop(0)
         dedicate.append(i)
-        loads[k] = loads[k] - v[i]
+        loads[k] = loads[k] - points[i]
         budget -= 1
     if any(queues.values()):
         reached = False
@@ -233,13 +233,13 @@ def plan(smap: ShardMap, orgs: np.ndarray, v: np.ndarray, windows: Sequence[int]
     # -- returns: smallest dedicated orgs first, while their shard stays low
     returns: list[int] = []
     cap = return_below * target
-    shard_load = {k: v[~ded_new & (codes == k)].sum(axis=0) for k in np.unique(codes).tolist()}
+    shard_load = {k: points[~ded_new & (codes == k)].sum(axis=0) for k in np.unique(codes).tolist()}
     for i in sorted((i for i in range(len(orgs)) if state[i] == "dedicated" and ded_new[i]),
-                    key=lambda i: (float(v[i].max()), int(orgs[i]))):
+                    key=lambda i: (float(points[i].max()), int(orgs[i]))):
         if budget <= 0:
             break
         k = int(codes[i])
-        after = shard_load[k] + v[i]
+        after = shard_load[k] + points[i]
         if (after <= cap).all():
             returns.append(i)
             shard_load[k] = after
@@ -247,27 +247,27 @@ def plan(smap: ShardMap, orgs: np.ndarray, v: np.ndarray, windows: Sequence[int]
             budget -= 1
 
     # -- the proposed map and what it gives
-    dedicated = dict(smap.dedicated)
+    dedicated = dict(shard_map.dedicated)
     moves: list[Move] = []
     for i in dedicate:
         o = int(orgs[i])
         old = dedicated.get(o)
         dedicated[o] = Dedicated(o, old.since, None) if old is not None else Dedicated(o, since)
         moves.append(Move(o, "dedicate", f"org-mod-{o % n}", f"org-{o}", since,
-                          round(float(v[i].max()))))
+                          round(float(points[i].max()))))
     for i in returns:
         o = int(orgs[i])
-        d = dedicated[o]
-        if d.since == since:
+        dedication = dedicated[o]
+        if dedication.since == since:
             del dedicated[o]  # it had not started: cancelling it changes no ts before since
         else:
-            dedicated[o] = Dedicated(o, d.since, since)
+            dedicated[o] = Dedicated(o, dedication.since, since)
         moves.append(Move(o, "return", f"org-{o}", f"org-mod-{o % n}", since,
-                          round(float(v[i].max()))))
+                          round(float(points[i].max()))))
     new = ShardMap(n, dict(sorted(dedicated.items())))
-    chunks = _chunk_sizes(orgs, v, ded_new, n, windows)
-    oversize = tuple((int(orgs[i]), round(float(v[i].max()))) for i in np.flatnonzero(ded_new)
-                     if v[i].max() > target)
+    chunks = _chunk_sizes(orgs, points, ded_new, n, windows)
+    oversize = tuple((int(orgs[i]), round(float(points[i].max()))) for i in np.flatnonzero(ded_new)
+                     if points[i].max() > target)
     notes = []
     if n != n_old:
         notes.append(f"shared_shards {n_old} -> {n}: every org not dedicated changes shard, "

@@ -172,19 +172,19 @@ class Placed:
         return out
 
 
-def place(vol: Volume, smap: ShardMap, length: int) -> Placed:
-    """Put ``vol`` into ``smap``'s chunks as builds would (by point ts; hour granularity,
+def place(vol: Volume, shard_map: ShardMap, length: int) -> Placed:
+    """Put ``vol`` into ``shard_map``'s chunks as builds would (by point ts; hour granularity,
     a cutover inside an hour splits it by time)."""
-    n = smap.shared_shards
+    n = shard_map.shared_shards
     org, hour, pts = vol.org, vol.hour, vol.points
     code = org % n
     ded_code = np.full(len(org), -1, np.int64)
     frac = np.zeros(len(org), np.float64)
-    for j, o in enumerate(sorted(smap.dedicated)):
+    for j, o in enumerate(sorted(shard_map.dedicated)):
         sel = org == o
         if not sel.any():
             continue
-        d = smap.dedicated[o]
+        d = shard_map.dedicated[o]
         h = hour[sel]
         a = h if d.since is None else np.maximum(h, d.since)
         b = h + HOUR if d.until is None else np.minimum(h + HOUR, d.until)
@@ -198,7 +198,7 @@ def place(vol: Volume, smap: ShardMap, length: int) -> Placed:
     window = np.concatenate([win[shared], win[dedi]])
     orgs = np.concatenate([org[shared], org[dedi]])
     points = np.concatenate([(pts * (1 - frac))[shared], (pts * frac)[dedi]])
-    return Placed(smap.all_shards(), shard, window, orgs, points)
+    return Placed(shard_map.all_shards(), shard, window, orgs, points)
 
 
 @dataclass(frozen=True, slots=True)

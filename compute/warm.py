@@ -49,11 +49,11 @@ def warm() -> None:
     nothing a build would not raise itself.
     """
     data = _raw_object()
-    smap = ShardMap()
-    shard = smap.shard_for(_ORG, _T0)
+    shard_map = ShardMap()
+    shard = shard_map.shard_for(_ORG, _T0)
     rr = scan_owned(lambda a, b: data[a:b], ReadTask("warm", 0, len(data), len(data)))
     framing.scan(np.frombuffer(bytearray(data), np.uint8), len(data), at_boundary=True)
-    pts = decode_range(rr, shard, smap, _T0, _T0 + layout.HOUR)
+    pts = decode_range(rr, shard, shard_map, _T0, _T0 + layout.HOUR)
     merge.sort_dedup_windows([pts, pts], [_T0, _T0 + layout.HOUR])
     starts = [_T0, _T0 + layout.HOUR]
     spl = route.choose_splitters([route.sample(pts, starts, 1)], 2)

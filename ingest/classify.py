@@ -14,6 +14,17 @@ Frame ``topic_idx`` values index the classifier's topic table, which only
 ever grows (a topic keeps its index for the classifier's life): every
 ``Valid.topics`` is a prefix of a later one, so batches never renumber.
 Never raises on bad records.
+
+Three names, three jobs:
+
+- :func:`tailor.format.payload.validate`: the reference rules for one record (the
+  contract, docs/contracts.md "Point payload"; the single authority on
+  validity and on the reason a record is invalid).
+- :func:`tailor.format.validate_batch.check`: the same rules over a whole fetch in one
+  numba pass; it only ever accepts, and hands every record it does not
+  accept to ``payload.validate``.
+- classify (this module): ingest's step after the fetch: ``validate_batch.check``,
+  then routing to raw shards and framing, into batcher items.
 """
 
 from __future__ import annotations
@@ -36,7 +47,11 @@ MAX_TOPICS = 1 << 16  # frame topic_idx is a u16
 
 
 class Record(Protocol):
-    """What a Kafka consumer record must offer (aiokafka's ConsumerRecord does)."""
+    """What a Kafka consumer record must offer (aiokafka's ConsumerRecord does).
+
+    The one record type of the ingest package: the consume loop
+    (:mod:`tailor.ingest.consumer`) and :meth:`Classifier.classify` take it.
+    """
 
     @property
     def offset(self) -> int: ...

@@ -251,17 +251,17 @@ def _iso(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def dump(smap: ShardMap, header: str = "") -> str:
-    """``shards.yaml`` text that :func:`parse` reads back as ``smap`` (times as ISO UTC).
+def dump(shard_map: ShardMap, header: str = "") -> str:
+    """``shards.yaml`` text that :func:`parse` reads back as ``shard_map`` (times as ISO UTC).
 
     ``header`` lines are written first as ``#`` comments.
     """
     lines = [f"# {h}".rstrip() for h in header.splitlines()]
-    lines.append(f"shared_shards: {smap.shared_shards}")
-    if smap.dedicated:
+    lines.append(f"shared_shards: {shard_map.shared_shards}")
+    if shard_map.dedicated:
         lines.append("dedicated:")
-    for org in sorted(smap.dedicated):
-        d = smap.dedicated[org]
+    for org in sorted(shard_map.dedicated):
+        d = shard_map.dedicated[org]
         lines.append(f"  - org: {org}")
         if d.since is not None:
             lines.append(f"    since: {_iso(d.since)}")

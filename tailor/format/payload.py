@@ -17,7 +17,7 @@ import numpy as np
 import zstandard
 
 from tailor.errors import InvalidPayload
-from tailor.format import zstdframe as zf
+from tailor.format import zstdframe
 
 MAGIC: Final = b"TLP1"
 HEADER = struct.Struct("<4sIQII")  # magic, org_id, intake_ns, n_points, reserved
@@ -131,9 +131,9 @@ def decompress(value: bytes) -> bytes:
     limit), then decompressed into exactly that size.  Raises
     :class:`InvalidPayload` for every section-1 zstd failure.
     """
-    status, length, _, bound = zf.walk(np.frombuffer(value, np.uint8), 0, len(value))
-    if status != zf.OK:
-        raise InvalidPayload(NOT_ONE_FRAME, zf.MESSAGES[status])
+    status, length, _, bound = zstdframe.walk(np.frombuffer(value, np.uint8), 0, len(value))
+    if status != zstdframe.OK:
+        raise InvalidPayload(NOT_ONE_FRAME, zstdframe.MESSAGES[status])
     if len(value) > length:
         raise InvalidPayload(NOT_ONE_FRAME, f"{len(value) - length} bytes after the zstd frame")
     try:

@@ -36,14 +36,13 @@ import numba
 import numpy as np
 
 from tailor.errors import InvalidPayload
-from tailor.format import payload as pl
-from tailor.format import zstdframe as zf
+from tailor.format import payload, zstdframe
 from tailor.format.layout import HOUR
 
 log = logging.getLogger("tailor.ingest")
 #: Distinct hours of ts per payload the kernel counts itself (more: Python).
 K_HOURS: Final = 8
-_MAX: Final = pl.MAX_DECOMPRESSED
+_MAX: Final = payload.MAX_DECOMPRESSED
 _U32_LIMIT: Final = 1 << 32
 
 
@@ -103,18 +102,18 @@ def _kernel(vbuf, voff, vlen, kbuf, koff, klen, fn, dctx, ok, org, intake, npts,
                 break
         if key < 0:
             continue
-        status, flen, content, bound = zf.walk(vbuf, voff[i], vlen[i])
-        if status != zf.OK or flen != vlen[i]:
+        status, flen, content, bound = zstdframe.walk(vbuf, voff[i], vlen[i])
+        if status != zstdframe.OK or flen != vlen[i]:
             continue
-        cap = content if content != zf.UNKNOWN else bound
+        cap = content if content != zstdframe.UNKNOWN else bound
         if cap <= 0 or cap > _MAX:
             continue
         if cap > scratch.shape[0]:
             scratch = np.empty(cap, np.uint8)
-        r = zf.call_decompress(np.uint64(fn), np.uint64(dctx), np.uint64(scratch.ctypes.data),
-                               np.uint64(cap), np.uint64(vbuf.ctypes.data) + np.uint64(voff[i]),
-                               np.uint64(flen))
-        if r > zf.ERROR_MIN or (content != zf.UNKNOWN and np.int64(r) != content):
+        r = zstdframe.call_decompress(
+            np.uint64(fn), np.uint64(dctx), np.uint64(scratch.ctypes.data), np.uint64(cap),
+            np.uint64(vbuf.ctypes.data) + np.uint64(voff[i]), np.uint64(flen))
+        if r > zstdframe.ERROR_MIN or (content != zstdframe.UNKNOWN and np.int64(r) != content):
             continue
         ln = np.int64(r)
         if raw_status(scratch, 0, ln) != RAW_OK or _u32(scratch, 4) != key:
@@ -232,12 +231,12 @@ def check(keys: list[bytes | None], values: list[bytes | None]) -> Checked:
     intake = np.zeros(n, np.uint64)
     h_rec, h_hour, h_n = (np.empty(n * K_HOURS, i64) for _ in range(3))
     nt = 0
-    fn = zf.DECOMPRESS_ADDR
+    fn = zstdframe.DECOMPRESS_ADDR
     if fn is not None and n:
         if vbuf.shape[0] == 0:
             vbuf = np.zeros(1, np.uint8)  # the kernel takes the buffer's address
         try:
-            nt = _kernel(vbuf, voff, vlen, kbuf, koff, klen, fn, zf.dctx(), ok, org, intake,
+            nt = _kernel(vbuf, voff, vlen, kbuf, koff, klen, fn, zstdframe.dctx(), ok, org, intake,
                          npts, rawlen, min_ts, max_ts, h_rec, h_hour, h_n)
         except Exception:  # a bug: decide every record in Python instead
             log.exception("the batch validation kernel failed; validating %d records one by one",
@@ -272,15 +271,15 @@ def _slow(out: Checked, i: int, key: bytes | None, value: bytes | None
         out.errors[i] = exc
     except Exception as exc:
         log.warning("classifying record %d raised; it is quarantined as %s", i,
-                    pl.INTERNAL_ERROR, exc_info=True)
-        out.errors[i] = InvalidPayload(pl.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+                    payload.INTERNAL_ERROR, exc_info=True)
+        out.errors[i] = InvalidPayload(payload.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
     out.ok[i] = False
     return None
 
 
 def _decide(out: Checked, i: int, key: bytes | None, value: bytes | None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    p = pl.validate(key, value)
+    p = payload.validate(key, value)
     out.ok[i] = True
     out.org[i], out.intake_ns[i], out.n_points[i] = p.org_id, p.intake_ns, p.n_points
     out.raw_len[i] = len(p.raw)
@@ -298,4 +297,4 @@ def warm() -> None:
     """Load the kernel now (from numba's disk cache; compiling into it if absent).
 
     ``tailor compile-kernels`` calls this, so an ingest start only loads it."""
-    check([b"1"], [pl.encode(1, 0, np.zeros(1, pl.RECORD_DTYPE))])
+    check([b"1"], [payload.encode(1, 0, np.zeros(1, payload.RECORD_DTYPE))])

@@ -53,7 +53,7 @@ def load_expected(directory: str | Path) -> Expected:
 
 
 def oracle(points: np.ndarray, pay_org: np.ndarray, pay_intake_ns: np.ndarray,
-           pay_n: np.ndarray, smap: ShardMap, window_seconds: int
+           pay_n: np.ndarray, shard_map: ShardMap, window_seconds: int
            ) -> dict[tuple[str, int], pa.Table]:
     """Reference S-file rows of valid payloads (:meth:`tailor.testing.stream.Synth.expected`).
 
@@ -77,9 +77,9 @@ def oracle(points: np.ndarray, pay_org: np.ndarray, pay_intake_ns: np.ndarray,
     org, metric, ctx, ts = org[sel], metric[sel], ctx[sel], ts[sel]
     value = points["value"][sel].astype(np.float64)
     # Shard per point by point ts (shard_for semantics), window by point ts.
-    code = (org % np.uint32(smap.shared_shards)).astype(np.int64)
-    names = [f"org-mod-{i}" for i in range(smap.shared_shards)]
-    for d in smap.dedicated.values():
+    code = (org % np.uint32(shard_map.shared_shards)).astype(np.int64)
+    names = [f"org-mod-{i}" for i in range(shard_map.shared_shards)]
+    for d in shard_map.dedicated.values():
         mask = (org == d.org) & d.active(ts.astype(np.int64))
         code[mask] = len(names)
         names.append(f"org-{d.org}")

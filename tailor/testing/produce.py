@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from tailor.config import ProduceConfig
 from tailor.errors import TailorError
-from tailor.format import payload as P
+from tailor.format import payload
 from tailor.shards import load as load_shards
 from tailor.testing.stream import DUPLICATE, VALID, Synth, SynthRecord, generate
 
@@ -192,7 +192,7 @@ def run(cfg: ProduceConfig) -> ProduceReport:
     kinds = stream.kind_counts()
     return ProduceReport(
         records=len(stream.records), valid=kinds[VALID], duplicates=kinds[DUPLICATE],
-        invalid={r: kinds[r] for r in P.REASONS}, points=int(stream.pay_n.sum()),
+        invalid={r: kinds[r] for r in payload.REASONS}, points=int(stream.pay_n.sum()),
         bytes=sum(len(r.value or b"") + len(r.key or b"") for r in stream.records),
         seconds=secs, generate_seconds=gen_s, offsets=offsets, expected_dir=cfg.expected,
     )

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from tailor.config import ProduceConfig
-from tailor.format import payload as P
+from tailor.format import payload
 from tailor.format.layout import stamp
 from tailor.shards import load as load_shards
 from tailor.testing.invalid import InvalidCrafter
@@ -50,7 +50,7 @@ from tailor.testing.series import draw_org_ids, mix64, segmented_cumsum, series_
 
 VALID: Final = "valid"
 DUPLICATE: Final = "duplicate"
-KINDS: Final = (VALID, DUPLICATE, *P.REASONS)
+KINDS: Final = (VALID, DUPLICATE, *payload.REASONS)
 
 PAYLOADS_SCHEMA: Final = pa.schema([
     ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
@@ -135,8 +135,8 @@ class Synth:
             "records": len(self.records),
             "valid_payloads": kinds[VALID],
             "duplicate_deliveries": kinds[DUPLICATE],
-            "invalid": {r: kinds[r] for r in P.REASONS},
-            "invalid_total": sum(kinds[r] for r in P.REASONS),
+            "invalid": {r: kinds[r] for r in payload.REASONS},
+            "invalid_total": sum(kinds[r] for r in payload.REASONS),
             "points": int(self.pay_n.sum()),
             "unique_points": sum(t.num_rows for t in exp.values()),
             "windows": len({w for _, w in exp}),
@@ -286,7 +286,7 @@ def generate(cfg: ProduceConfig) -> Synth:
                   + rng.integers(0, 1_000_000, n_pay)).astype(np.uint64)
     pay_org = org_ids[pay_orgi]
 
-    points = np.empty(len(order), dtype=P.RECORD_DTYPE)
+    points = np.empty(len(order), dtype=payload.RECORD_DTYPE)
     osid = p_sid[order]
     points["metric_id"] = metric[osid]
     points["context_key"] = ctx[osid]
@@ -309,7 +309,7 @@ def generate(cfg: ProduceConfig) -> Synth:
     valid: list[tuple[bytes, bytes, int, int, int]] = []
     for i in range(n_pay):
         o, ins, n = int(pay_org[i]), int(pay_intake[i]), int(pay_n[i])
-        raw = P.HEADER.pack(P.MAGIC, o, ins, n, 0) + \
+        raw = payload.HEADER.pack(payload.MAGIC, o, ins, n, 0) + \
             points[pay_start[i]:pay_start[i] + n].tobytes()
         key = (b"00" if zero_key[i] else b"") + str(o).encode()
         valid.append((key, comps[bool(checksum[i]), bool(csize[i])].compress(raw), o, ins, n))
@@ -320,9 +320,9 @@ def generate(cfg: ProduceConfig) -> Synth:
     rate_inv = min(cfg.invalid_rate, 0.95)
     n_inv = round(rate_inv / (1 - rate_inv) * (n_pay + n_dup)) if rate_inv > 0 else 0
     if rate_inv > 0:
-        n_inv = max(n_inv, len(P.REASONS) + 1)
-    inv_kinds = [*P.REASONS, P.TOO_LARGE]
-    inv_kinds += [str(x) for x in rng.choice(list(P.REASONS), size=n_inv - len(inv_kinds))] \
+        n_inv = max(n_inv, len(payload.REASONS) + 1)
+    inv_kinds = [*payload.REASONS, payload.TOO_LARGE]
+    inv_kinds += [str(x) for x in rng.choice(list(payload.REASONS), size=n_inv - len(inv_kinds))] \
         if n_inv > len(inv_kinds) else []
     inv_kinds = inv_kinds[:n_inv]
     rng.shuffle(inv_kinds)

@@ -127,7 +127,7 @@ def write_object(store: Store, shard: str, gens: list[Gen], *, corrupt: list[int
     return key, data
 
 
-def expected(gens: list[Gen], shard: str, smap: ShardMap, start: int,
+def expected(gens: list[Gen], shard: str, shard_map: ShardMap, start: int,
              length: int = W) -> list[tuple[int, int, int, int, int]]:
     """Oracle rows ``(org, metric, ctx, ts, value_bits)`` sorted, with the winner rule.
 
@@ -139,7 +139,7 @@ def expected(gens: list[Gen], shard: str, smap: ShardMap, start: int,
             g.points.tobytes(), np.uint8).reshape(-1, 28)[:, 20:28].copy().view(np.uint64)
         for idx, p in enumerate(g.points):
             ts = int(p["ts"])
-            if not start <= ts < start + length or smap.shard_for(g.org, ts) != shard:
+            if not start <= ts < start + length or shard_map.shard_for(g.org, ts) != shard:
                 continue
             k = (g.org, int(p["metric_id"]), int(p["context_key"]), ts)
             bits = int(allbits[idx, 0])

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from tailor.compute import build, reader
+from tailor.compute import build, sfile_reader
 from tailor.compute.build import build_chunks
 from tailor.compute.encode import SCHEMA
 from tailor.compute.publish import read_manifest
@@ -27,8 +27,9 @@ SMAP = ShardMap()  # 64 shared shards: orgs 7, 71, 135 all live in org-mod-7
 SHARD = "org-mod-7"
 
 
-def cfg_for(raw: StoreConfig, out: StoreConfig, windows: list[int], **kw: object) -> BuildConfig:
-    return BuildConfig(raw=raw, out=out, shards=[SHARD], windows=windows, **kw)  # type: ignore[arg-type]
+def cfg_for(raw: StoreConfig, out: StoreConfig, windows: list[int],
+            **overrides: object) -> BuildConfig:
+    return BuildConfig(raw=raw, out=out, shards=[SHARD], windows=windows, **overrides)  # type: ignore[arg-type]
 
 
 def chunk_table(out: Store, shard: str, start: int) -> tuple[Manifest, pa.Table]:
@@ -115,18 +116,19 @@ def test_local_dir_small_ranges_equal_huge(client: Client, tmp_path: Path) -> No
     assert n == (len(outs[4096]),)
 
 
-@pytest.mark.parametrize("rpp", [4_000_000, 150])  # one task; several partitions
-def test_corrupt_frame_counted_neighbours_kept(client: Client, tmp_path: Path, rpp: int) -> None:
+@pytest.mark.parametrize("rows_per_partition", [4_000_000, 150])  # one task; several partitions
+def test_corrupt_frame_counted_neighbours_kept(client: Client, tmp_path: Path,
+                                               rows_per_partition: int) -> None:
     raw_cfg, out_cfg = StoreConfig(url=str(tmp_path / "raw")), StoreConfig(url=str(tmp_path / "o"))
     raw = Store(raw_cfg)
     gens = mixed_payloads(seed=5, n_payloads=20)
     key, _ = write_object(raw, SHARD, gens, corrupt=[3, 11], junk=[b"", b"", b"", b"", b"xx"])
     res = build_chunks(client, cfg_for(raw_cfg, out_cfg, [T0], range_bytes=4096,
-                                       rows_per_partition=rpp), [(SHARD, T0)])
+                                       rows_per_partition=rows_per_partition), [(SHARD, T0)])
     r = res[0]
     assert r.ok, r.error
     assert r.manifest is not None and r.manifest.corrupt_frames == len(r.corrupt) >= 2
-    assert len(r.manifest.files) > 1 or rpp > 150
+    assert len(r.manifest.files) > 1 or rows_per_partition > 150
     assert {k for k, _ in r.corrupt} == {key} and len(set(r.corrupt)) == len(r.corrupt)
     good = [g for i, g in enumerate(gens) if i not in (3, 11)]
     _, t = chunk_table(Store(out_cfg), SHARD, T0)
@@ -138,7 +140,7 @@ def test_dedicated_org_cutover(client: Client, tmp_path: Path) -> None:
     shards_file = tmp_path / "shards.yaml"
     cut = T0 + 3600
     shards_file.write_text(f"shared_shards: 64\ndedicated:\n  - org: 71\n    since: {cut}\n")
-    smap = parse(shards_file.read_text())
+    shard_map = parse(shards_file.read_text())
     raw_cfg, out_cfg = StoreConfig(url=str(tmp_path / "raw")), StoreConfig(url=str(tmp_path / "o"))
     raw = Store(raw_cfg)
     gens = mixed_payloads(seed=9, n_payloads=30)
@@ -151,7 +153,7 @@ def test_dedicated_org_cutover(client: Client, tmp_path: Path) -> None:
     assert all(r.ok for r in res), [r.error for r in res]
     for shard in (SHARD, "org-71"):
         _, t = chunk_table(Store(out_cfg), shard, T0)
-        assert rows_of(t) == expected(gens, shard, smap, T0)
+        assert rows_of(t) == expected(gens, shard, shard_map, T0)
 
 
 def test_manifest_lookup_opens_one_file(client: Client, tmp_path: Path) -> None:
@@ -165,15 +167,15 @@ def test_manifest_lookup_opens_one_file(client: Client, tmp_path: Path) -> None:
     assert m is not None and len(m.files) >= 3
     exp = expected(gens, SHARD, SMAP, T0) + expected(gens, SHARD, SMAP, T0 + W)
     org, met, ctx = exp[len(exp) // 3][:3]
-    files = reader.files_for(m, org, met, ctx)
+    files = sfile_reader.files_for(m, org, met, ctx)
     assert len(files) == 1
-    refs = reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, None, None, W)
+    refs = sfile_reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, None, None, W)
     assert [r.file.path for r in refs if r.manifest.window_start == T0] == [files[0].path]
-    t = reader.read_series(out_cfg.url, org, met, ctx)
+    t = sfile_reader.read_series(out_cfg.url, org, met, ctx)
     assert rows_of(t) == [r for r in exp if r[:3] == (org, met, ctx)]
-    t2 = reader.read_series(out_cfg.url, org, met, None, ts_from=T0 + 60, ts_to=T0 + W + 60)
+    t2 = sfile_reader.read_series(out_cfg.url, org, met, None, ts_from=T0 + 60, ts_to=T0 + W + 60)
     assert rows_of(t2) == [r for r in exp if r[:2] == (org, met) and T0 + 60 <= r[3] < T0 + W + 60]
-    assert reader.files_for(m, 2**32 - 1, 0, None) == []
+    assert sfile_reader.files_for(m, 2**32 - 1, 0, None) == []
     assert np.all(np.diff(t.column("ts").to_numpy()) > 0)
 
 

@@ -75,14 +75,14 @@ def test_worker_killed_mid_exchange_same_output(
     for i in range(0, len(gens), 100):
         write_object(raw, SHARD, gens[i:i + 100])
     ref_cfg = StoreConfig(url=str(tmp_path / "ref"))
-    kw = dict(shards=[SHARD], windows=[T0, T0 + W], range_bytes=4096, rows_per_partition=3000)
+    common = dict(shards=[SHARD], windows=[T0, T0 + W], range_bytes=4096, rows_per_partition=3000)
     chunks = [(SHARD, T0), (SHARD, T0 + W)]
-    ref = build_chunks(client, BuildConfig(raw=raw_cfg, out=ref_cfg, **kw),  # type: ignore[arg-type]
+    ref = build_chunks(client, BuildConfig(raw=raw_cfg, out=ref_cfg, **common),  # type: ignore[arg-type]
                        chunks)
     assert all(r.ok for r in ref)
 
     out_cfg = StoreConfig(url=str(tmp_path / "out"))
-    cfg = BuildConfig(raw=raw_cfg, out=out_cfg, scheduler=addr, **kw)  # type: ignore[arg-type]
+    cfg = BuildConfig(raw=raw_cfg, out=out_cfg, scheduler=addr, **common)  # type: ignore[arg-type]
     cloudpickle.register_pickle_by_value(killer)
     try:
         with Client(addr) as c:
@@ -99,10 +99,10 @@ def test_worker_killed_mid_exchange_same_output(
     assert killed in workers and done_before == 0, (killed, done_before)
     assert workers[killed].wait(10) == -signal.SIGKILL
     assert [r.ok for r in result] == [True, True], [r.error for r in result]
-    smap = ShardMap()
+    shard_map = ShardMap()
     for w in (T0, T0 + W):
         mr, tr = chunk_table(Store(ref_cfg), SHARD, w)
         mo, to = chunk_table(Store(out_cfg), SHARD, w)
-        assert rows_of(to) == rows_of(tr) == expected(gens, SHARD, smap, w)
+        assert rows_of(to) == rows_of(tr) == expected(gens, SHARD, shard_map, w)
         assert [f.sha256 for f in mo.files] == [f.sha256 for f in mr.files]
         assert len(mo.files) > 1

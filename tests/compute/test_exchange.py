@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from distributed import Client
 
 from tailor.cli import main
-from tailor.compute import reader
+from tailor.compute import sfile_reader
 from tailor.compute.budget import partition_rows
 from tailor.compute.build import build_chunks
 from tailor.compute.publish import read_manifest
@@ -85,11 +85,11 @@ def test_series_longer_than_a_partition_is_split_by_ts(client: Client, tmp_path:
     check_contract(m, t)
     want = expected(gens, SHARD, SMAP, T0)
     assert rows_of(t) == want
-    files = reader.files_for(m, 7, 5, 5)
+    files = sfile_reader.files_for(m, 7, 5, 5)
     assert len(files) >= 3  # consecutive files, cut by ts
     assert [f.path for f in files] == [f.path for f in m.files if f.min_key[:3] == [7, 5, 5]
                                        or f.max_key[:3] == [7, 5, 5]]
-    got = reader.read_series(out_cfg.url, 7, 5, 5)
+    got = sfile_reader.read_series(out_cfg.url, 7, 5, 5)
     assert rows_of(got) == [w for w in want if w[:3] == (7, 5, 5)] and got.num_rows == 9000
     # Only that series spans files.
     for a, b in itertools.pairwise(m.files):

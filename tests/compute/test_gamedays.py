@@ -32,15 +32,15 @@ RACE = ShardMap(shared_shards=32)
 SLOW = ShardMap(shared_shards=8)
 
 
-def _write_raw(raw: Store, smap: ShardMap) -> list[Gen]:
+def _write_raw(raw: Store, shard_map: ShardMap) -> list[Gen]:
     """Payloads of one org per shared shard (17 is coprime with the shard counts),
     one raw object per shard and half."""
-    n = smap.shared_shards
+    n = shard_map.shared_shards
     gens = mixed_payloads(seed=31, n_payloads=3 * n, orgs=tuple(range(3, 3 + 17 * n, 17)),
                           per_payload=40)
     by_shard: dict[str, list[Gen]] = {}
     for g in gens:
-        by_shard.setdefault(smap.shard_for(g.org, T0), []).append(g)
+        by_shard.setdefault(shard_map.shard_for(g.org, T0), []).append(g)
     for shard, gs in by_shard.items():
         write_object(raw, shard, gs[: len(gs) // 2])
         write_object(raw, shard, gs[len(gs) // 2:])
@@ -52,23 +52,23 @@ def _build_cmd(raw: StoreConfig, out: StoreConfig, shards: Path) -> list[str]:
             "--shards", str(shards), "--all-shards", "--windows", WINDOWS, "--workers", "1"]
 
 
-def _shards_file(tmp_path: Path, smap: ShardMap) -> Path:
+def _shards_file(tmp_path: Path, shard_map: ShardMap) -> Path:
     p = tmp_path / "shards.yaml"
-    p.write_text(f"shared_shards: {smap.shared_shards}\ndedicated: []\n")
+    p.write_text(f"shared_shards: {shard_map.shared_shards}\ndedicated: []\n")
     return p
 
 
-def _check_every_chunk(s3: S3Server, out: StoreConfig, gens: list[Gen], smap: ShardMap) -> int:
+def _check_every_chunk(s3: S3Server, out: StoreConfig, gens: list[Gen], shard_map: ShardMap) -> int:
     """Every chunk of the two windows reads back (files in manifest order, all present)
     and equals the oracle; returns the points read."""
     fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": s3.endpoint_url},
                            skip_instance_cache=True, use_listings_cache=False)
     root = out.url[len("s3://"):]
     points = 0
-    for shard in smap.all_shards():
+    for shard in shard_map.all_shards():
         for start in (T0, T0 + W):
             table = read_chunk(fs, f"{root}/{layout.chunk_dir(shard, start)}")
-            assert rows_of(table) == expected(gens, shard, smap, start), (shard, start)
+            assert rows_of(table) == expected(gens, shard, shard_map, start), (shard, start)
             points += table.num_rows
     return points
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from distributed import Client
 
 from tailor.cli import main
-from tailor.compute import build, reader
+from tailor.compute import build, sfile_reader
 from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
 from tailor.errors import StorageError
@@ -165,7 +165,7 @@ def test_cli_read_formats(client: Client, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert f"({len([r for r in want if r[3] < T0 + W])} rows)" in res.output
     # the lookup: exactly one file per chunk is opened for one series
-    refs = reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, T0, T0 + 2 * W, W)
+    refs = sfile_reader.plan_read(Store(out_cfg), SMAP, org, met, ctx, T0, T0 + 2 * W, W)
     assert len(refs) <= 2 and len({r.manifest.window for r in refs}) == len(refs)
 
 
@@ -211,7 +211,7 @@ def test_read_series_of_a_metric_over_windows_is_in_key_order(tmp_path: Path) ->
         f = write_part(out, shard, w, a, 0, pts)
         publish(out, shard, w, W, a, [f], [], min_ts=w + 1, max_ts=w + 1, corrupt=0, invalid=0,
                 duplicates=0)
-    t = reader.read_series(str(tmp_path), org, met, None, ts_from=T0, ts_to=T0 + 2 * W,
+    t = sfile_reader.read_series(str(tmp_path), org, met, None, ts_from=T0, ts_to=T0 + 2 * W,
                            window_seconds=W)
     keys = [r[:4] for r in rows_of(t)]
     assert keys == sorted(keys) and len(keys) == 4

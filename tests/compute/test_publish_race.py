@@ -260,12 +260,12 @@ def test_a_reader_whose_files_vanish_reads_the_new_generation(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The chunk is republished twice between a reader's manifest read and its file
     read (the files it planned are gone): `read_series` plans again."""
-    from tailor.compute import reader
+    from tailor.compute import sfile_reader
 
     out = Store(StoreConfig(url=str(tmp_path / "out")))
     a = pub.new_attempt()
     _publish(out, a, _write(out, a, 1, n_parts=1))
-    real = reader.read_file
+    real = sfile_reader.read_file
     calls: list[str] = []
 
     def republish_first(store: Store, ref: Any, *args: Any) -> Any:
@@ -276,8 +276,8 @@ def test_a_reader_whose_files_vanish_reads_the_new_generation(
         calls.append(ref.manifest.attempt)
         return real(store, ref, *args)
 
-    monkeypatch.setattr(reader, "read_file", republish_first)
-    t = reader.read_series(str(tmp_path / "out"), 7, 1, ts_from=T0, ts_to=T0 + W)
+    monkeypatch.setattr(sfile_reader, "read_file", republish_first)
+    t = sfile_reader.read_series(str(tmp_path / "out"), 7, 1, ts_from=T0, ts_to=T0 + W)
     current = _assert_readable(out)
     assert calls[0] == a and calls[-1] == current.attempt and len(calls) == 2
     assert t.num_rows == 5

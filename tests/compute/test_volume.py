@@ -15,8 +15,8 @@ def test_place_follows_the_map_and_splits_an_hour_at_a_cutover() -> None:
     vol = Volume(org=np.array([1, 1, 1, 2, 6], np.int64),
                  hour=np.array([T0, T0 + H, T0 + 5 * H, T0, T0 + H], np.int64),
                  points=np.array([100.0, 100.0, 50.0, 10.0, 7.0]), org_bytes={}, objects=1)
-    smap = ShardMap(4, {1: Dedicated(1, T0 + H + H // 4)})  # a quarter into hour 1
-    placed = place(vol, smap, 4 * H)
+    shard_map = ShardMap(4, {1: Dedicated(1, T0 + H + H // 4)})  # a quarter into hour 1
+    placed = place(vol, shard_map, 4 * H)
     assert placed.chunks() == {("org-1", T0): 75, ("org-1", T0 + 4 * H): 50,
                                ("org-mod-1", T0): 125, ("org-mod-2", T0): 17}
     assert placed.org_totals("org-mod-2") == {2: 10.0, 6: 7.0}

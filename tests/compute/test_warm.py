@@ -62,10 +62,10 @@ _CHECK = textwrap.dedent("""
         with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                           protocol="tcp", host="127.0.0.1", dashboard_address=None) as cl, \
                 Client(cl) as client:
-            for name, rpp in (("fused", 4_000_000), ("partitioned", 4000)):
+            for name, rows_per_partition in (("fused", 4_000_000), ("partitioned", 4000)):
                 cfg = BuildConfig(raw=raw, out=StoreConfig(url=f"{d}/{name}"), shards=[shard],
                                   windows=[T0, T0 + W], range_bytes=60_000,
-                                  rows_per_partition=rpp)
+                                  rows_per_partition=rows_per_partition)
                 res = build_chunks(client, cfg, chunks)
                 assert all(r.ok for r in res), [r.error for r in res]
                 files = [len(r.manifest.files) for r in res]

@@ -11,8 +11,8 @@ import numpy as np
 
 from tailor.compute.balance import load_volume
 from tailor.compute.diff import read_chunk
-from tailor.compute.ready import chunk_rows
-from tailor.compute.status import load_state
+from tailor.compute.readiness import chunk_rows
+from tailor.compute.state import load_state
 from tailor.compute.volume import place
 from tailor.config import StoreConfig
 from tailor.format import layout
@@ -101,8 +101,8 @@ def test_a_payload_spanning_a_year(broker: services.Broker, topics: list[str],
     (rec,) = [r for r in raw.records if org in r.orgs and r.min_ts < T0 - 48 * HOUR]
     assert 1 <= sum(p.endswith(f"/{rec.batch_id}.json") for p in puts) <= layout.MAX_INDEX_COPIES
 
-    smap = load(str(shards_file))
-    shard = smap.shard_for(org, y0)
+    shard_map = load(str(shards_file))
+    shard = shard_map.shard_for(org, y0)
     mid = layout.window_start(y0 + 182 * 24 * HOUR)
     wins = [mid, mid + W]
     stamps = f"{layout.stamp(mid)}..{layout.stamp(mid + 2 * W)}"
@@ -119,13 +119,13 @@ def test_a_payload_spanning_a_year(broker: services.Broker, topics: list[str],
         assert got.ts.tolist() == pts["ts"][sel].tolist()
         assert got.value.tolist() == pts["value"][sel].tolist()
 
-    state = load_state(Store(raw_store), out, smap, [shard])
-    rows = {r.start: r for r in chunk_rows(smap, [shard], state.records, state.manifests,
+    state = load_state(Store(raw_store), out, shard_map, [shard])
+    rows = {r.start: r for r in chunk_rows(shard_map, [shard], state.records, state.manifests,
                                            state.watermarks, length=W, grace_s=900,
                                            listing=state.listing)
             if y0 <= r.start < T0}
     assert len(rows) == hours // 4 and all(r.objects == 1 for r in rows.values())
     assert {r.points for r in rows.values() if r.start < T0 - 48 * HOUR} == {4}  # no late data
     assert [rows[w].action for w in wins] == ["ok", "ok"] and rows[mid - W].action == "build"
-    volume = place(load_volume(Store(raw_store), smap, wins, W), smap, W).chunks()
+    volume = place(load_volume(Store(raw_store), shard_map, wins, W), shard_map, W).chunks()
     assert {w: volume.get((shard, w)) for w in wins} == dict.fromkeys(wins, 4)

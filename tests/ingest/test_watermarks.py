@@ -156,8 +156,8 @@ def test_commit_after_a_pause_does_not_claim_caught_up_from_a_stale_high_water(
 
 def test_quiet_partition_keeps_its_watermark_fresh_and_the_window_gets_ready(
         broker: services.Broker, raw_store: StoreConfig, tmp_path: Path, procs: Procs) -> None:
-    from tailor.compute.ready import chunk_rows, select_ready
-    from tailor.compute.status import load_state
+    from tailor.compute.readiness import chunk_rows, select_ready
+    from tailor.compute.state import load_state
     from tailor.shards import ShardMap
 
     topic = _topic(broker.bootstrap, 2)
@@ -178,13 +178,13 @@ def test_quiet_partition_keeps_its_watermark_fresh_and_the_window_gets_ready(
     first = {m.partition: m.updated_ns for m in marks()}
     # Nothing arrives any more.  A window whose end plus grace is 3 s from now
     # becomes ready only if the quiet partitions' watermarks keep moving.
-    smap = ShardMap()
-    shard, start_s = smap.shard_for(3, T0), T0
+    shard_map = ShardMap()
+    shard, start_s = shard_map.shard_for(3, T0), T0
     grace = (time.time_ns() + 3 * S) / S - (start_s + 4 * 3600)
 
     def ready() -> bool:
-        st = load_state(store, Store(StoreConfig(url=str(tmp_path / "out"))), smap, [shard])
-        rows = chunk_rows(smap, [shard], st.records, st.manifests, st.watermarks,
+        st = load_state(store, Store(StoreConfig(url=str(tmp_path / "out"))), shard_map, [shard])
+        rows = chunk_rows(shard_map, [shard], st.records, st.manifests, st.watermarks,
                           length=4 * 3600, grace_s=grace, listing=st.listing)
         return [(s.shard, s.start) for s in select_ready(rows)] == [(shard, start_s)]
 

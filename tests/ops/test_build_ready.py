@@ -17,10 +17,11 @@ import pyarrow as pa
 import pytest
 
 from tailor.compute.diff import read_chunk
-from tailor.compute.ready import build_ready, chunk_rows
-from tailor.compute.status import load_state
+from tailor.compute.readiness import chunk_rows
+from tailor.compute.ready import build_ready
+from tailor.compute.state import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
-from tailor.format import payload as P
+from tailor.format import payload
 from tailor.format.layout import HOUR, stamp
 from tailor.shards import load
 from tailor.storage import Store
@@ -134,27 +135,27 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
         stream: Stream, dask_client: Any, tmp_path: Path) -> None:
     cfg = stream.cfg(tmp_path / "out")
     assert build_ready(cfg, dask_client).exit_code == 0
-    smap = load(stream.shards_file)
+    shard_map = load(stream.shards_file)
     raw, out = Store(cfg.raw), Store(cfg.out)
     # Everything is built: status lists the index but reads no record.
-    assert load_state(raw, out, smap, smap.all_shards()).records == []
+    assert load_state(raw, out, shard_map, shard_map.all_shards()).records == []
     # A new point for the first window of an org's shard, arriving much later.
     org = int(stream.synth.pay_org[0])
-    shard = smap.shard_for(org, T0)
-    pts = np.zeros(1, dtype=P.RECORD_DTYPE)
+    shard = shard_map.shard_for(org, T0)
+    pts = np.zeros(1, dtype=payload.RECORD_DTYPE)
     pts[0] = (4242, 4343, T0 + 60, 3.25)
     intake = int(stream.synth.pay_intake_ns.max()) + 10**9
-    late = SynthRecord(stream.topics[0], 1, str(org).encode(), P.encode(org, intake, pts),
+    late = SynthRecord(stream.topics[0], 1, str(org).encode(), payload.encode(org, intake, pts),
                        "valid", org, intake, 1)
     send(stream.broker.bootstrap, [late])
     ingest(stream.broker.bootstrap, stream.topics, stream.raw, shards_file=stream.shards_file)
     stream.late.append(((shard, T0), {"org_id": org, "metric_id": 4242, "context_key": 4343,
                                       "ts": T0 + 60, "value": 3.25}))
 
-    st = load_state(raw, out, smap, smap.all_shards())
+    st = load_state(raw, out, shard_map, shard_map.all_shards())
     assert [r.points for r in st.records] == [1]  # only the new object's record is read
     rows = {(r.shard, r.start): r for r in chunk_rows(
-        smap, smap.all_shards(), st.records, st.manifests, st.watermarks, length=W,
+        shard_map, shard_map.all_shards(), st.records, st.manifests, st.watermarks, length=W,
         grace_s=cfg.grace_s, listing=st.listing)}
     stale = [k for k, r in rows.items() if r.stale]
     assert stale == [(shard, T0)], rows
@@ -176,9 +177,9 @@ def test_late_point_marks_chunk_stale_and_rebuild_includes_it(
     got = read_chunk(out, shard, T0)
     hit = (got.org == org) & (got.metric == 4242) & (got.context == 4343) & (got.ts == T0 + 60)
     assert int(hit.sum()) == 1 and float(got.value[hit][0]) == 3.25
-    st = load_state(raw, out, smap, smap.all_shards())
+    st = load_state(raw, out, shard_map, shard_map.all_shards())
     assert not any(r.stale for r in chunk_rows(
-        smap, smap.all_shards(), st.records, st.manifests, st.watermarks, length=W,
+        shard_map, shard_map.all_shards(), st.records, st.manifests, st.watermarks, length=W,
         grace_s=cfg.grace_s, listing=st.listing))
 
 
@@ -189,7 +190,7 @@ def test_held_lease_is_skipped_expired_one_taken_over_and_cli_exit_codes(
     from click.testing import CliRunner
 
     from tailor.cli import main
-    from tailor.compute.ready import acquire
+    from tailor.compute.lease import acquire
 
     cfg = stream.cfg(tmp_path / "out")
     out = Store(cfg.out)
@@ -219,9 +220,10 @@ def test_one_failing_chunk_does_not_stop_the_others(
     raw_copy = tmp_path / "raw"
     shutil.copytree(stream.raw.url, raw_copy)
     raw = Store(StoreConfig(url=str(raw_copy)))
-    smap = load(stream.shards_file)
-    st = load_state(raw, Store(StoreConfig(url=str(tmp_path / "out"))), smap, smap.all_shards())
-    rows = chunk_rows(smap, smap.all_shards(), st.records, {}, [], length=W, grace_s=0)
+    shard_map = load(stream.shards_file)
+    st = load_state(raw, Store(StoreConfig(url=str(tmp_path / "out"))), shard_map,
+                    shard_map.all_shards())
+    rows = chunk_rows(shard_map, shard_map.all_shards(), st.records, {}, [], length=W, grace_s=0)
     # Remove the one raw object of a chunk that has exactly one: that chunk must fail,
     # and so must every other chunk that object holds points of; nothing else.
     victim = next(r for r in rows if r.objects == 1)
@@ -251,7 +253,7 @@ def test_one_failing_chunk_does_not_stop_the_others(
 
 
 def test_status_skips_folders_that_are_not_chunks(tmp_path: Path) -> None:
-    from tailor.compute.status import load_manifests
+    from tailor.compute.state import load_manifests
 
     out = Store(StoreConfig(url=str(tmp_path / "out")))
     out.put("org-mod-0/notes/_manifest.json", b"{}")  # not a window stamp: readers skip it

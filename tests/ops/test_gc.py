@@ -78,10 +78,10 @@ def _rows() -> Points:
 
 def test_gc_out_removes_only_files_no_manifest_can_list(out_store: StoreConfig) -> None:
     out = Store(out_store)
-    kw = dict(min_ts=None, max_ts=None, corrupt=0, invalid=0, duplicates=0)
+    counts = dict(min_ts=None, max_ts=None, corrupt=0, invalid=0, duplicates=0)
     a, b = pub.new_attempt(), pub.new_attempt()
     pa = [pub.write_part(out, SHARD, T0, a, 0, _rows())]
-    pub.publish(out, SHARD, T0, W, a, pa, [], **kw)
+    pub.publish(out, SHARD, T0, W, a, pa, [], **counts)
     # a crashed attempt (unclaimed, two days old) and a young one still building
     old = f"{time.time_ns() - 48 * pub.HOUR_NS:x}-0ld0ld00"
     pub.write_part(out, SHARD, T0, old, 0, _rows())

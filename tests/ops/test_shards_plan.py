@@ -105,15 +105,15 @@ def test_report_plan_apply_meets_the_target_and_moves_nothing_built(
     assert planned["after"]["max"] <= TARGET
     moved = sorted(m["org"] for m in planned["moves"])
     assert len(moved) == 2 and all(m["kind"] == "dedicate" for m in planned["moves"])
-    smap = load(new)  # the written file is accepted as it is
-    assert smap.shared_shards == 4
-    assert smap.dedicated == {o: Dedicated(o, T0 + W) for o in moved}
+    shard_map = load(new)  # the written file is accepted as it is
+    assert shard_map.shared_shards == 4
+    assert shard_map.dedicated == {o: Dedicated(o, T0 + W) for o in moved}
     # Planning again on the planned file proposes nothing.
     again = json.loads(_cli("shards", "plan", "--raw", raw.url, "--shards", str(new), *rng,
                             "--target-chunk-points", str(TARGET), "--output-root", str(out),
                             "--since", "2026-01-01T04", "--out", str(tmp_path / "x.yaml"),
                             "--json"))
-    assert again["moves"] == [] and load(tmp_path / "x.yaml") == smap
+    assert again["moves"] == [] and load(tmp_path / "x.yaml") == shard_map
 
     # -- apply: ingest and build the next window with the planned file
     send(broker.bootstrap, second.records)
@@ -127,7 +127,7 @@ def test_report_plan_apply_meets_the_target_and_moves_nothing_built(
         (second.points, second.pay_org, second.pay_intake_ns, second.pay_n), strict=True)]
     keys = set(zip(union[1].tolist(), union[2].tolist(), strict=True))
     assert len(keys) == len(union[1])  # intake_ns unique per org, as the contract says
-    expected = oracle(*union, smap, W)
+    expected = oracle(*union, shard_map, W)
     assert {k for k in expected if k[1] == T0} == set(first.expected())
     fs = fsspec.filesystem("file")
     for (shard, start), want in sorted(expected.items()):

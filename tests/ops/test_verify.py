@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tailor.cli.demo_report import first_difference
 from tailor.compute.diff import compare, read_chunk
 from tailor.config import StoreConfig
-from tailor.demo import _first_difference
 from tailor.format.layout import manifest_key
 from tailor.storage import Store
 from tailor.testing.oracle import POINT_SCHEMA
@@ -39,7 +39,7 @@ def _problems(out: Store, want: pa.Table) -> tuple[list[str], str | None]:
         ops = contract.mismatches(out.fs, out.path(""), exp)
     except AssertionError as exc:  # the outside reader refuses an unsorted chunk outright
         ops = [f"contract: {exc}"]
-    return ops, _first_difference(out, SHARD, T0, want)
+    return ops, first_difference(out, SHARD, T0, want)
 
 
 @pytest.fixture()

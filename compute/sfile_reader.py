@@ -3,7 +3,8 @@
 A reader goes through manifests only: :func:`files_for` bisects a manifest's
 files on their key ranges and returns the one file that can hold a series
 (or the few that can hold a metric's series); :func:`plan_read` does that for
-every chunk of the time range; nothing else is opened.
+every chunk of the time range; nothing else is opened.  (The build's read
+stage, which reads raw objects, is :mod:`tailor.compute.read`.)
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def files_for(manifest: Manifest, org: int, metric: int, context: int | None) ->
     return out
 
 
-def _candidate_shards(smap: shards.ShardMap, org: int) -> list[str]:
-    names = [f"org-mod-{org % smap.shared_shards}"]
-    if org in smap.dedicated:
+def _candidate_shards(shard_map: shards.ShardMap, org: int) -> list[str]:
+    names = [f"org-mod-{org % shard_map.shared_shards}"]
+    if org in shard_map.dedicated:
         names.append(f"org-{org}")
     return names
 
@@ -89,7 +90,7 @@ def _windows(store: Store, shard: str, ts_from: int | None, ts_to: int | None,
                   if (ts_from is None or w + length > ts_from) and (ts_to is None or w < ts_to))
 
 
-def plan_read(store: Store, smap: shards.ShardMap, org: int, metric: int, context: int | None,
+def plan_read(store: Store, shard_map: shards.ShardMap, org: int, metric: int, context: int | None,
               ts_from: int | None, ts_to: int | None, length: int) -> list[FileRef]:
     """The part files to open, found through the chunk manifests only.
 
@@ -98,7 +99,7 @@ def plan_read(store: Store, smap: shards.ShardMap, org: int, metric: int, contex
     output prefix is listed to find its chunks.
     """
     refs: list[FileRef] = []
-    for shard in _candidate_shards(smap, org):
+    for shard in _candidate_shards(shard_map, org):
         for w in _windows(store, shard, ts_from, ts_to, length):
             m = read_manifest(store, shard, w)
             if m is None:
@@ -165,9 +166,9 @@ def read_series(out: str, org: int, metric: int, context: int | None = None, *,
     :class:`~tailor.errors.ConfigError` for a bad shards file.
     """
     store = Store(StoreConfig(url=out, s3_endpoint_url=s3_endpoint_url))
-    smap = shards.load(shards_file)
+    shard_map = shards.load(shards_file)
     for attempt in range(READ_TRIES):
-        refs = plan_read(store, smap, org, metric, context, ts_from, ts_to, window_seconds)
+        refs = plan_read(store, shard_map, org, metric, context, ts_from, ts_to, window_seconds)
         try:
             tables = [read_file(store, r, org, metric, context, ts_from, ts_to) for r in refs]
             break

@@ -1,5 +1,5 @@
-"""tailor.testing.stream: reproducible, realistic, exactly sized, and an oracle that agrees
-with a brute-force pure-Python reference."""
+"""tailor.testing.stream and .oracle: reproducible, realistic, exactly sized, and an
+oracle that agrees with a brute-force pure-Python reference."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import zstandard
 
 from tailor.config import ProduceConfig
 from tailor.errors import InvalidPayload
-from tailor.format import payload as P
+from tailor.format import payload
 from tailor.shards import load as load_shards
 from tailor.testing.oracle import POINT_SCHEMA, load_expected
 from tailor.testing.stream import DUPLICATE, VALID, Synth, SynthRecord, generate
@@ -40,7 +40,7 @@ def medium() -> Synth:
 
 def reason(r: SynthRecord) -> str:
     try:
-        P.validate(r.key, r.value)
+        payload.validate(r.key, r.value)
     except InvalidPayload as exc:
         return exc.reason
     return VALID
@@ -58,21 +58,22 @@ def test_points_exact(points: int) -> None:
     s = generate(cfg(points))
     valid = [r for r in s.records if r.kind == VALID]
     assert sum(r.n_points or 0 for r in valid) == points == int(s.pay_n.sum())
-    assert sum(P.validate(r.key, r.value).n_points for r in valid) == points
+    assert sum(payload.validate(r.key, r.value).n_points for r in valid) == points
 
 
 def test_every_record_validates_to_its_kind(small: Synth) -> None:
     counts = small.kind_counts()
-    assert all(counts[k] >= 1 for k in P.REASONS), counts
-    assert counts[P.TOO_LARGE] >= 2
+    assert all(counts[k] >= 1 for k in payload.REASONS), counts
+    assert counts[payload.TOO_LARGE] >= 2
     for r in small.records:
         want = VALID if r.kind == DUPLICATE else r.kind
         assert reason(r) == want, r
 
 
 def test_too_large_both_forms_small_on_the_wire(small: Synth) -> None:
-    big = [r for r in small.records if r.kind == P.TOO_LARGE]
-    declared = {zstandard.frame_content_size(r.value or b"") > P.MAX_DECOMPRESSED for r in big}
+    big = [r for r in small.records if r.kind == payload.TOO_LARGE]
+    declared = {zstandard.frame_content_size(r.value or b"") > payload.MAX_DECOMPRESSED
+                for r in big}
     assert declared == {True, False}
     assert all(len(r.value or b"") < 64 * 1024 for r in big)
 
@@ -81,7 +82,7 @@ def test_invalid_rate_zero_and_rate_followed() -> None:
     s0 = generate(cfg(invalid_rate=0.0))
     assert all(r.kind in (VALID, DUPLICATE) for r in s0.records)
     s = generate(cfg(50_000, invalid_rate=0.1))
-    inv = sum(s.kind_counts()[k] for k in P.REASONS)
+    inv = sum(s.kind_counts()[k] for k in payload.REASONS)
     assert 0.08 < inv / len(s.records) < 0.12
 
 
@@ -141,7 +142,7 @@ def brute_force(s: Synth) -> dict[tuple[str, int], list[tuple[int, int, int, int
     for r in s.records:
         if r.kind != VALID:
             continue
-        p = P.validate(r.key, r.value)
+        p = payload.validate(r.key, r.value)
         for i, (m, c, t, v) in enumerate(p.points().tolist()):
             k = (p.org_id, m, c, t)
             rank = (p.intake_ns, i)
@@ -180,7 +181,7 @@ def test_resent_points_later_value_wins(medium: Synth) -> None:
             continue
         raw = zstandard.ZstdDecompressor().decompressobj().decompress(r.value or b"")
         org, intake, n = struct.unpack_from("<IQI", raw, 4)
-        pts = np.frombuffer(raw, P.RECORD_DTYPE, n, 24)
+        pts = np.frombuffer(raw, payload.RECORD_DTYPE, n, 24)
         bits = pts["value"].view(np.uint64).tolist()
         for i, (m, c, t) in enumerate(zip(pts["metric_id"].tolist(), pts["context_key"].tolist(),
                                           pts["ts"].tolist(), strict=True)):
@@ -230,7 +231,7 @@ def test_write_and_load_expected(small: Synth, tmp_path: Path) -> None:
         assert rows(got.chunks[k]) == rows(exp[k])
     assert got.summary["points"] == small.cfg.points
     assert got.summary["records"] == len(small.records)
-    assert got.summary["invalid"] == {k: small.kind_counts()[k] for k in P.REASONS}
+    assert got.summary["invalid"] == {k: small.kind_counts()[k] for k in payload.REASONS}
     assert got.payloads is not None and got.payloads.num_rows == len(small.records)
     assert got.payloads.column("kind").to_pylist() == [r.kind for r in small.records]
     assert (tmp_path / "points").is_dir()

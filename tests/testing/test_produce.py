@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tailor.config import ProduceConfig
 from tailor.errors import TailorError
-from tailor.format import payload as P
+from tailor.format import payload
 from tailor.testing import services
 from tailor.testing.oracle import load_expected
 from tailor.testing.produce import produce_records, run
@@ -50,7 +50,7 @@ def test_run_sends_every_record_and_writes_expected(
     report = run(cfg)
     stream = generate(cfg)
     assert report.records == len(stream.records) and report.points == 5000
-    assert sum(report.invalid.values()) >= len(P.REASONS)
+    assert sum(report.invalid.values()) >= len(payload.REASONS)
     text = report.summary()
     assert "payloads/s" in text and "MB/s" in text and "too_large=" in text
 

@@ -18,8 +18,7 @@ import pytest
 import zstandard
 
 from tailor.errors import InvalidPayload
-from tailor.format import framing, validate_batch, zstdframe
-from tailor.format import payload as pl
+from tailor.format import framing, payload, validate_batch, zstdframe
 from tailor.format.layout import HOUR
 from tailor.shards import Dedicated, ShardMap
 
@@ -28,7 +27,7 @@ T0 = 1767225600
 
 def _points(n: int, seed: int, spread_hours: int = 4) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    p = np.zeros(n, dtype=pl.RECORD_DTYPE)
+    p = np.zeros(n, dtype=payload.RECORD_DTYPE)
     p["metric_id"] = rng.integers(0, 50, n)
     p["ts"] = T0 + rng.integers(0, spread_hours * HOUR, n)
     p["value"] = rng.normal(size=n)
@@ -45,7 +44,8 @@ class Valid:
 
 
 Want = Valid | frozenset[str]  # valid, or invalid with one of these reasons
-ZSTD_REASONS: Final = frozenset({pl.NOT_ONE_FRAME, pl.DECOMPRESS_FAILED, pl.CHECKSUM_MISMATCH})
+ZSTD_REASONS: Final = frozenset({payload.NOT_ONE_FRAME, payload.DECOMPRESS_FAILED,
+                                 payload.CHECKSUM_MISMATCH})
 
 
 def _bad(*reasons: str) -> frozenset[str]:
@@ -59,13 +59,13 @@ def _oracle(key: bytes | None, value: bytes | None) -> Want:
     value that still decompresses to one whole frame is judged on its content.
     """
     if not value:
-        return _bad(pl.MISSING_VALUE)
+        return _bad(payload.MISSING_VALUE)
     if not key:
-        return _bad(pl.MISSING_KEY)
+        return _bad(payload.MISSING_KEY)
     if not key.isdigit():  # bytes.isdigit: ASCII 0-9 only
-        return _bad(pl.BAD_KEY)
+        return _bad(payload.BAD_KEY)
     if len(value) >= 4 and value[:4] in {bytes([0x50 + k, 0x2A, 0x4D, 0x18]) for k in range(16)}:
-        return _bad(pl.NOT_ONE_FRAME)  # a skippable frame carries no data frame
+        return _bad(payload.NOT_ONE_FRAME)  # a skippable frame carries no data frame
     d = zstandard.ZstdDecompressor().decompressobj()
     try:
         raw = d.decompress(value)
@@ -74,21 +74,21 @@ def _oracle(key: bytes | None, value: bytes | None) -> Want:
     if not d.eof:
         return ZSTD_REASONS  # cut short
     if d.unused_data:
-        return _bad(pl.NOT_ONE_FRAME)
+        return _bad(payload.NOT_ONE_FRAME)
     if len(raw) > 64 * 2**20:
-        return _bad(pl.TOO_LARGE)
+        return _bad(payload.TOO_LARGE)
     if len(raw) < 24:
-        return _bad(pl.BAD_SIZE)
+        return _bad(payload.BAD_SIZE)
     magic, org, intake, n, reserved = struct.unpack_from("<4sIQII", raw)
     if magic != b"TLP1":
-        return _bad(pl.BAD_MAGIC)
+        return _bad(payload.BAD_MAGIC)
     if reserved:
-        return _bad(pl.BAD_RESERVED)
+        return _bad(payload.BAD_RESERVED)
     if len(raw) != 24 + 28 * n:
-        return _bad(pl.BAD_SIZE)
+        return _bad(payload.BAD_SIZE)
     if int(key) != org:
-        return _bad(pl.KEY_MISMATCH)
-    return Valid(org, intake, np.frombuffer(raw, pl.RECORD_DTYPE, n, 24))
+        return _bad(payload.KEY_MISMATCH)
+    return Valid(org, intake, np.frombuffer(raw, payload.RECORD_DTYPE, n, 24))
 
 
 def _records() -> list[tuple[bytes | None, bytes | None, Want]]:
@@ -99,31 +99,32 @@ def _records() -> list[tuple[bytes | None, bytes | None, Want]]:
     for i in range(24):
         org = int(rng.integers(0, 2**32)) if i % 5 == 0 else 100 + i
         pts = _points(int(rng.integers(0, 60)), i, 1 + i % 12)
-        value = pl.encode(org, 10**18 + i, pts, checksum=bool(i % 2), content_size=bool(i % 3))
+        value = payload.encode(org, 10**18 + i, pts, checksum=bool(i % 2), content_size=bool(i % 3))
         out.append((str(org).encode(), value, Valid(org, 10**18 + i, pts)))
     pts2 = _points(2, 1)
-    raw = pl.HEADER.pack(pl.MAGIC, 9, 1, 2, 0) + pts2.tobytes()
+    raw = payload.HEADER.pack(payload.MAGIC, 9, 1, 2, 0) + pts2.tobytes()
     c = zstandard.ZstdCompressor
-    big = bytes(pl.MAX_DECOMPRESSED + 1)
+    big = bytes(payload.MAX_DECOMPRESSED + 1)
     out += [
         (b"0009", c().compress(raw), Valid(9, 1, pts2)),  # leading zeros: int value 9
-        (b"9" * 30, c().compress(raw), _bad(pl.KEY_MISMATCH)),  # far past u32
-        (b"", c().compress(raw), _bad(pl.MISSING_KEY)),
-        (None, c().compress(raw), _bad(pl.MISSING_KEY)),
-        (b"9", None, _bad(pl.MISSING_VALUE)), (b"9", b"", _bad(pl.MISSING_VALUE)),
-        (b"-9", c().compress(raw), _bad(pl.BAD_KEY)), (b"9 ", c().compress(raw), _bad(pl.BAD_KEY)),
-        (b"\xd9\xa9", c().compress(raw), _bad(pl.BAD_KEY)),  # an Arabic-Indic digit
-        (b"9", c(write_content_size=False).compress(raw[:-1]), _bad(pl.BAD_SIZE)),
-        (b"9", c().compress(b""), _bad(pl.BAD_SIZE)),  # declared size 0
-        (b"9", c(write_content_size=False).compress(b""), _bad(pl.BAD_SIZE)),
-        (b"9", c().compress(raw) + b"\0", _bad(pl.NOT_ONE_FRAME)),
-        (b"9", b"\x50\x2a\x4d\x18\x00\x00\x00\x00", _bad(pl.NOT_ONE_FRAME)),  # skippable
-        (b"9", c().compress(raw.replace(b"TLP1", b"TLP2")), _bad(pl.BAD_MAGIC)),
-        (b"9", c().compress(raw[:20] + b"\1" + raw[21:]), _bad(pl.BAD_RESERVED)),
-        (b"9", c(level=1, write_content_size=False).compress(big), _bad(pl.TOO_LARGE)),
-        (b"9", c(level=1).compress(big), _bad(pl.TOO_LARGE)),
+        (b"9" * 30, c().compress(raw), _bad(payload.KEY_MISMATCH)),  # far past u32
+        (b"", c().compress(raw), _bad(payload.MISSING_KEY)),
+        (None, c().compress(raw), _bad(payload.MISSING_KEY)),
+        (b"9", None, _bad(payload.MISSING_VALUE)), (b"9", b"", _bad(payload.MISSING_VALUE)),
+        (b"-9", c().compress(raw), _bad(payload.BAD_KEY)),
+        (b"9 ", c().compress(raw), _bad(payload.BAD_KEY)),
+        (b"\xd9\xa9", c().compress(raw), _bad(payload.BAD_KEY)),  # an Arabic-Indic digit
+        (b"9", c(write_content_size=False).compress(raw[:-1]), _bad(payload.BAD_SIZE)),
+        (b"9", c().compress(b""), _bad(payload.BAD_SIZE)),  # declared size 0
+        (b"9", c(write_content_size=False).compress(b""), _bad(payload.BAD_SIZE)),
+        (b"9", c().compress(raw) + b"\0", _bad(payload.NOT_ONE_FRAME)),
+        (b"9", b"\x50\x2a\x4d\x18\x00\x00\x00\x00", _bad(payload.NOT_ONE_FRAME)),  # skippable
+        (b"9", c().compress(raw.replace(b"TLP1", b"TLP2")), _bad(payload.BAD_MAGIC)),
+        (b"9", c().compress(raw[:20] + b"\1" + raw[21:]), _bad(payload.BAD_RESERVED)),
+        (b"9", c(level=1, write_content_size=False).compress(big), _bad(payload.TOO_LARGE)),
+        (b"9", c(level=1).compress(big), _bad(payload.TOO_LARGE)),
     ]
-    good = pl.encode(9, 5, _points(40, 3), checksum=True, content_size=False)
+    good = payload.encode(9, 5, _points(40, 3), checksum=True, content_size=False)
     for k in range(60):  # flipped and truncated frames
         b = bytearray(good)
         if k % 3 == 0:
@@ -179,7 +180,7 @@ def test_validate_gives_what_the_contract_says() -> None:
     """The Python path (which decides every record the kernel does not accept)."""
     for i, (key, value, want) in enumerate(_records()):
         try:
-            p = pl.validate(key, value)
+            p = payload.validate(key, value)
         except InvalidPayload as exc:
             _assert_gives(i, want, False, exc.reason, (), {})
             continue
@@ -195,32 +196,33 @@ def test_validate_gives_what_the_contract_says() -> None:
 def test_an_unexpected_exception_costs_one_record(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug while classifying one record makes it invalid (internal_error, with the
     exception text), never an exception out of check(); the others are decided."""
-    real = pl.validate
+    real = payload.validate
 
-    def buggy(key: bytes | None, value: bytes | None) -> pl.Payload:
+    def buggy(key: bytes | None, value: bytes | None) -> payload.Payload:
         if key == b"7":
             raise RuntimeError("boom at record 7")
         return real(key, value)
 
-    monkeypatch.setattr(pl, "validate", buggy)
-    raw = pl.HEADER.pack(pl.MAGIC, 7, 1, 0, 0)
+    monkeypatch.setattr(payload, "validate", buggy)
+    raw = payload.HEADER.pack(payload.MAGIC, 7, 1, 0, 0)
     bad_size = zstandard.ZstdCompressor().compress(raw + b"x")  # goes to the Python path
     keys: list[bytes | None] = [b"5", b"7", b"9" * 5000, b"5"]
-    vals: list[bytes | None] = [pl.encode(5, 1, _points(3, 1)), bad_size, b"junk",
-                                pl.encode(5, 2, _points(3, 2))]
+    vals: list[bytes | None] = [payload.encode(5, 1, _points(3, 1)), bad_size, b"junk",
+                                payload.encode(5, 2, _points(3, 2))]
     chk = validate_batch.check(keys, vals)
     assert chk.ok.tolist() == [True, False, False, True]
-    assert chk.errors[1].reason == pl.INTERNAL_ERROR and "boom at record 7" in chk.errors[1].detail
-    assert chk.errors[2].reason == pl.NOT_ONE_FRAME
+    assert chk.errors[1].reason == payload.INTERNAL_ERROR
+    assert "boom at record 7" in chk.errors[1].detail
+    assert chk.errors[2].reason == payload.NOT_ONE_FRAME
 
 
 def test_kernel_accepts_ordinary_payloads_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid payloads with at most K_HOURS hours never reach the Python path."""
     assert zstdframe.DECOMPRESS is not None, "libzstd must load: the kernel is what is tested"
     calls: list[int] = []
-    real = pl.validate
-    monkeypatch.setattr(pl, "validate", lambda k, v: calls.append(1) or real(k, v))
-    vals = [pl.encode(5, i, _points(30, i, validate_batch.K_HOURS), content_size=bool(i % 2))
+    real = payload.validate
+    monkeypatch.setattr(payload, "validate", lambda k, v: calls.append(1) or real(k, v))
+    vals = [payload.encode(5, i, _points(30, i, validate_batch.K_HOURS), content_size=bool(i % 2))
             for i in range(20)]
     chk = validate_batch.check([b"5"] * 20, list(vals))
     assert chk.ok.all() and not calls

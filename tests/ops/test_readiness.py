@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from tailor.compute.ready import (
+from tailor.compute.readiness import (
     ChunkRow,
     chunk_rows,
     durable_until,
     ingest_watermark,
     is_ready,
-    moves,
     select_ready,
 )
+from tailor.compute.reshard import moves
 from tailor.format.layout import HOUR, object_key, stamp
 from tailor.format.records import CLOCK_SLACK_NS, InputObject, Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap, parse
@@ -50,9 +50,9 @@ SMAP = ShardMap(shared_shards=2)
 
 
 def rows_for(records: list[ObjectRecord], manifests: dict[tuple[str, int], Manifest],
-             watermarks: list[Watermark], smap: ShardMap = SMAP,
+             watermarks: list[Watermark], shard_map: ShardMap = SMAP,
              grace: float = 900) -> list[ChunkRow]:
-    return chunk_rows(smap, smap.all_shards(), records, manifests, watermarks,
+    return chunk_rows(shard_map, shard_map.all_shards(), records, manifests, watermarks,
                       length=W, grace_s=grace)
 
 
@@ -136,7 +136,7 @@ def test_moved_org_objects_count_for_both_shards_only_around_the_cutover() -> No
     shared = rec("org-mod-0", "s", {T0: 3, T0 + W: 1}, orgs=[2, 4])
     dedicated = rec("org-4", "d", {T0 + 3 * HOUR: 2, T0 + W: 5}, orgs=[4])
     other = rec("org-mod-0", "o", {T0: 1}, orgs=[2])
-    rows = rows_for([shared, dedicated, other], {}, [wm(0, T0 + 9 * W)], smap=MOVED)
+    rows = rows_for([shared, dedicated, other], {}, [wm(0, T0 + 9 * W)], shard_map=MOVED)
     by = {(r.shard, r.start): r for r in rows}
     # Window T0 straddles the cutover: both raw shards feed both chunks (org 4's part).
     assert by[("org-mod-0", T0)].objects == 3
@@ -153,7 +153,7 @@ def test_moved_org_objects_count_for_both_shards_only_around_the_cutover() -> No
 
 
 def test_only_records_not_accounted_for_by_manifests_are_read() -> None:
-    from tailor.compute.ready import records_to_read
+    from tailor.compute.readiness import records_to_read
 
     a = rec("org-mod-0", "a", {T0: 5, T0 + W: 1})  # feeds two windows
     b = rec("org-mod-0", "b", {T0: 2})
@@ -181,7 +181,7 @@ def test_only_records_not_accounted_for_by_manifests_are_read() -> None:
 
 
 def test_moved_org_source_is_read_unless_the_dedicated_chunk_holds_it() -> None:
-    from tailor.compute.ready import records_to_read
+    from tailor.compute.readiness import records_to_read
 
     shared = rec("org-mod-0", "s", {T0: 3}, orgs=[2, 4])
     listing = {"org-mod-0": {"s": [T0]}}
