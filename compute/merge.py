@@ -105,12 +105,14 @@ def _series_ids(org, met, ctx):  # type: ignore[no-untyped-def]
 def _counting_pass(perm, digit, nd):  # type: ignore[no-untyped-def]
     """Stable counting sort of ``perm`` on ``digit[perm[i]]`` (values < ``nd``).
 
+    ``perm`` is a permutation of ``range(len(digit))``, so the digits are
+    counted in row order (sequential reads); only the scatter follows ``perm``.
     Returns the new permutation and the start of every digit (``nd + 1`` entries).
     """
     n = perm.shape[0]
     count = np.zeros(nd + 1, np.int64)
     for i in range(n):
-        count[digit[perm[i]] + 1] += 1
+        count[digit[i] + 1] += 1
     for d in range(nd):
         count[d + 1] += count[d]
     fill = count[:nd].copy()
