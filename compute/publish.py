@@ -92,21 +92,33 @@ def _key_of(pts: Points, i: int) -> list[int]:
     return [int(pts.org[i]), int(pts.metric[i]), int(pts.ctx[i]), int(pts.ts[i])]
 
 
+def encode_part(shard: str, start: int, attempt: str, i: int,
+                rows: Points) -> tuple[str, bytes, PartFile]:
+    """Part file ``i`` of an attempt, not yet written: ``(key, bytes, manifest entry)``.
+
+    Pure given ``rows`` (same rows → same key and bytes).  ``row_offset`` is
+    left 0; :func:`publish` fills it in.
+    """
+    data, sha = encode(rows)
+    key = layout.part_key(shard, start, attempt, i)
+    n = len(rows)
+    return key, data, PartFile(path=key.rsplit("/", 1)[1], rows=n, row_offset=0,
+                               bytes=len(data), sha256=sha,
+                               min_key=_key_of(rows, 0) if n else [],
+                               max_key=_key_of(rows, n - 1) if n else [])
+
+
 def write_part(out: Store, shard: str, start: int, attempt: str, i: int,
                rows: Points) -> PartFile:
     """Encode and put part file ``i`` of an attempt; returns its manifest entry.
 
     Idempotent (same rows → same key and bytes), so a retried task is harmless.
-    ``row_offset`` is left 0; :func:`publish` fills it in.  Blocks on the store.
+    Blocks on the store; raises what it raises.
     """
-    data, sha = encode(rows)
-    key = layout.part_key(shard, start, attempt, i)
+    key, data, f = encode_part(shard, start, attempt, i, rows)
     with context_meter.meter(STAGE_WRITE):
         out.put(key, data)
-    n = len(rows)
-    return PartFile(path=key.rsplit("/", 1)[1], rows=n, row_offset=0, bytes=len(data),
-                    sha256=sha, min_key=_key_of(rows, 0) if n else [],
-                    max_key=_key_of(rows, n - 1) if n else [])
+    return f
 
 
 def read_manifest(out: Store, shard: str, start: int) -> Manifest | None:
