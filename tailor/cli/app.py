@@ -34,14 +34,16 @@ def exit_fast() -> None:
 
 
 def entry() -> None:
-    """The ``tailor`` program: :func:`main`, then after ``tailor build`` a fast exit.
+    """The ``tailor`` program: :func:`main`, then a fast exit after ``build`` and ``read``.
 
     A build's outputs are published (or its failures reported) and its cluster
     closed when the command returns; what is left, the interpreter's teardown
     (threads of Dask, Arrow and numba, module finalizers), took a fifth of a
-    small build's wall time.  So after flushing stdout, stderr and logging it
-    ends with ``os._exit`` and the command's exit code (the code ``sys.exit``
-    would give: None → 0, an int as is, anything else printed → 1).  Every
+    small build's wall time (and in ``tailor read``, Arrow's thread pools now
+    and then abort the process there, after every row was printed).  So after
+    flushing stdout, stderr and logging it ends with ``os._exit`` and the
+    command's exit code (the code ``sys.exit`` would give: None → 0, an int as
+    is, anything else printed → 1).  Every
     other command, and any exception, takes the normal exit.  Tests call
     :func:`main` (click's runner), which never exits the process.
     """

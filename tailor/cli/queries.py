@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tailor.cli.app import main
+from tailor.cli.app import exit_fast, main
 from tailor.cli.options import (
     config_option,
     handle_errors,
@@ -47,6 +47,10 @@ def read(**flags: Any) -> None:
         shards_file=flags["shards_file"], window_seconds=window_length(flags["window_length"]),
     )
     run(cfg, flags["fmt"])
+    # Everything is printed: skip the interpreter's teardown, where Arrow's C++
+    # thread pools now and then abort the process ("terminate called without an
+    # active exception", exit -6) after every row was already written.
+    exit_fast()
 
 
 @main.command(short_help="Show per shard and window: ingested, watermark, built, ready, stale.")
