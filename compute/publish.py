@@ -98,11 +98,17 @@ def write_part(out: Store, shard: str, start: int, attempt: str, i: int,
 
     Idempotent (same rows → same key and bytes), so a retried task is harmless.
     ``row_offset`` is left 0; :func:`publish` fills it in.  Blocks on the store.
+
+    Durability: the file's bytes and the chunk folder are durable when this
+    returns, its entry in the folder is not (``sync_entry=False``).  Only a
+    manifest names a part file, the manifest lives in the same folder, and
+    every manifest write fsyncs that folder after its own link or rename, so
+    the entry is durable before, or together with, the manifest that names it.
     """
     data, sha = encode(rows)
     key = layout.part_key(shard, start, attempt, i)
     with context_meter.meter(STAGE_WRITE):
-        out.put(key, data)
+        out.put(key, data, sync_entry=False)
     n = len(rows)
     return PartFile(path=key.rsplit("/", 1)[1], rows=n, row_offset=0, bytes=len(data),
                     sha256=sha, min_key=_key_of(rows, 0) if n else [],
