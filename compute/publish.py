@@ -239,6 +239,25 @@ def sweep(out: Store, shard: str, start: int, current: Manifest | None, *,
 
 # -- publish ----------------------------------------------------------------------------
 
+def prepare_folders(out: Store, chunks: Iterable[tuple[str, int]]) -> None:
+    """Create the chunk and claim folders of ``chunks`` at once, before any task writes.
+
+    Each new folder's parent is fsynced once for all its new children
+    (:meth:`~tailor.storage.Store.makedirs`): a fresh root gets one fsync of
+    the root and one of ``_claims`` for all its shards, not one per shard.
+    Only an optimisation: a failure is logged, and the writes create what
+    is missing themselves.  The folders are durable before any manifest is
+    written in them, as when the writes made them.  Chunks that fail leave
+    empty folders, which no listing shows.
+    """
+    prefixes = [p for s, w in chunks for p in (layout.chunk_dir(s, w),
+                                               layout.claim_prefix(s, w))]
+    try:
+        out.makedirs(prefixes)
+    except TailorError as exc:
+        log.warning("could not create the chunk folders ahead: %s", exc)
+
+
 def _claim(out: Store, shard: str, start: int, attempt: str, base: int, now: int) -> int:
     """Claim the attempt's one publish at generation ``base + 1``; returns the claim's base.
 

@@ -152,6 +152,21 @@ class Store:
 
         self._call("put", key, local)
 
+    def makedirs(self, prefixes: Iterable[str]) -> None:
+        """Create the folders ``prefixes`` durably ahead of the writes into them.
+
+        Locally, with :func:`~tailor.durable.makedirs_durable_many`: the parent
+        of each new folder is fsynced once for all its new children, where
+        writes that create their own folders fsync it once per folder.  A
+        no-op on S3 (it has no folders).  Raises :class:`StorageError`.
+        """
+        if self.is_s3:
+            return
+        paths = [self.path(p.rstrip("/")) for p in prefixes]
+        if paths:
+            self._call("put", paths[0][len(self.root) + 1:],
+                       lambda: durable.makedirs_durable_many(paths))
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist; False if it already did.
 

@@ -110,3 +110,20 @@ def test_a_first_publish_fsyncs_each_new_folder_once(tmp_path: Path, syncs: Sync
     m = _publish(out, pub.new_attempt(), 2)
     _assert_covered(root, m, syncs)
     assert len(syncs) == 2 + 4 + 5
+
+
+def test_folders_made_ahead_cost_one_fsync_per_parent(tmp_path: Path, syncs: Syncs) -> None:
+    """`prepare_folders` for 3 shards of 2 windows on a fresh root: one fsync of
+    the root, of ``_claims``, of each shard folder and of each shard's claim
+    folder (8, not 3 * 2 * 2 + 3 * 2 + 2 = 20); then each chunk publishes with
+    only its rebuild's fsyncs, and is still durable all the way."""
+    root = tmp_path / "root"
+    root.mkdir()
+    out = Store(StoreConfig(url=str(root)))
+    shards = ["org-mod-1", "org-mod-2", SHARD]
+    pub.prepare_folders(out, [(s, w) for s in shards for w in (T0, T0 + W)])
+    assert len(syncs) == 8
+    before = len(syncs)
+    m = _publish(out, pub.new_attempt(), 2)
+    _assert_covered(root, m, syncs)
+    assert len(syncs) - before == 2 + 4
