@@ -47,8 +47,8 @@ class Points:
         return Points(*(np.empty(0, dt) for dt in (*_KEY_DTYPES, np.float64)))
 
     @staticmethod
-    def from_table(t: pa.Table) -> Points:
-        cols = [t.column(c).to_numpy() for c in COLUMNS]
+    def from_table(table: pa.Table) -> Points:
+        cols = [table.column(c).to_numpy() for c in COLUMNS]
         return Points(*(np.ascontiguousarray(c, dtype=dt)
                         for c, dt in zip(cols, (*_KEY_DTYPES, np.float64), strict=True)))
 
@@ -99,12 +99,12 @@ class ChunkDiff:
         return self.differing / u if u else 0.0
 
 
-def _value_repr(v: float) -> float | str:
+def _value_repr(value: float) -> float | str:
     """JSON-safe value: NaN/inf as text with their bits."""
-    if np.isfinite(v):
-        return float(v)
-    bits = int(np.float64(v).view(np.uint64))
-    return f"{v!r} (0x{bits:016x})"
+    if np.isfinite(value):
+        return float(value)
+    bits = int(np.float64(value).view(np.uint64))
+    return f"{value!r} (0x{bits:016x})"
 
 
 def compare(a: Points, b: Points, *, shard: str = "", window: str = "",
@@ -243,17 +243,17 @@ def diff_roots(a: Store, b: Store, *, shard: str | None = None,
     return DiffReport(out)
 
 
-def _example_dict(e: Example) -> dict[str, Any]:
-    d = asdict(e)
+def _example_dict(example: Example) -> dict[str, Any]:
+    d = asdict(example)
     for k in ("value_a", "value_b"):
         if d[k] is not None:
             d[k] = _value_repr(d[k])
     return d
 
 
-def render_json(r: DiffReport) -> str:
+def render_json(report: DiffReport) -> str:
     chunks = []
-    for c in r.chunks:
+    for c in report.chunks:
         chunks.append({
             "shard": c.shard, "window": c.window, "in_a": c.in_a, "in_b": c.in_b,
             "points_a": c.points_a, "points_b": c.points_b, "only_a": c.only_a,
@@ -261,15 +261,15 @@ def render_json(r: DiffReport) -> str:
             "duplicates_b": c.duplicates_b, "differing": c.differing, "share": c.share,
             "examples": [_example_dict(e) for e in c.examples],
         })
-    return json.dumps({"totals": r.totals(), "chunks": chunks}, indent=2)
+    return json.dumps({"totals": report.totals(), "chunks": chunks}, indent=2)
 
 
-def render_table(r: DiffReport, a: str, b: str) -> str:
-    t = r.totals()
+def render_table(report: DiffReport, a: str, b: str) -> str:
+    t = report.totals()
     lines = [f"A = {a}", f"B = {b}", ""]
     head = ("shard", "window", "points A", "points B", "only A", "only B", "changed", "share")
     rows = [head]
-    for c in r.chunks:
+    for c in report.chunks:
         pa_ = str(c.points_a) if c.in_a else "(none)"
         pb_ = str(c.points_b) if c.in_b else "(none)"
         rows.append((c.shard, c.window, pa_, pb_, str(c.only_a), str(c.only_b), str(c.changed),
@@ -277,7 +277,7 @@ def render_table(r: DiffReport, a: str, b: str) -> str:
     widths = [max(len(x[i]) for x in rows) for i in range(len(head))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(x, widths, strict=True)).rstrip()
               for x in rows]
-    ex = [e for c in r.chunks for e in c.examples]
+    ex = [e for c in report.chunks for e in c.examples]
     if ex:
         lines += ["", "examples (org, metric, context, ts):"]
         for e in ex:
@@ -287,7 +287,7 @@ def render_table(r: DiffReport, a: str, b: str) -> str:
                          f"{e.context_key}, {e.ts})  A={va}  B={vb}")
     dup = t["duplicates_a"] + t["duplicates_b"]
     lines += ["", (f"{t['chunks']} chunk(s), {t['points_a']} points in A, {t['points_b']} in B: "
-                   + ("identical" if r.identical else
+                   + ("identical" if report.identical else
                       f"{t['only_a']} only in A, {t['only_b']} only in B, {t['changed']} changed"
                       + (f", {dup} repeated keys" if dup else "")
                       + f" ({t['share']:.4%} of points differ, "

@@ -120,39 +120,39 @@ def t_map(raw: StoreConfig, shard_map: ShardMap, shard: str, items: list[RangeIt
     return MapOut(rows, sample, reports)
 
 
-def t_meta(m: MapOut) -> Meta:
+def t_meta(mapped: MapOut) -> Meta:
     """The small part of a map result (runs where the map result is)."""
-    return m.sample, m.reports
+    return mapped.sample, mapped.reports
 
 
 def t_splitters(parts: int, *metas: Meta) -> route.RouteKeys:
     return route.choose_splitters([s for s, _r in metas], parts)
 
 
-def t_split(m: MapOut, starts: list[int], splitters: route.RouteKeys, parts: int
+def t_split(mapped: MapOut, starts: list[int], splitters: route.RouteKeys, parts: int
             ) -> tuple[Points, ...]:
-    """Map result ``m``'s rows cut into ``parts`` pieces (:func:`route.split`)."""
+    """Map result ``mapped``'s rows cut into ``parts`` pieces (:func:`route.split`)."""
     try:
-        return tuple(route.split(m.rows, starts, splitters, parts))
+        return tuple(route.split(mapped.rows, starts, splitters, parts))
     finally:
         release_heap()
 
 
-def t_piece(pieces: tuple[Points, ...], p: int) -> Points:
-    return pieces[p]
+def t_piece(pieces: tuple[Points, ...], part: int) -> Points:
+    return pieces[part]
 
 
-def t_reduce(out: StoreConfig, plans: list[ChunkPlan], attempts: list[str], p: int,
+def t_reduce(out: StoreConfig, plans: list[ChunkPlan], attempts: list[str], part: int,
              *pieces: Points) -> list[PartResult]:
-    """Partition ``p``: sort and dedupe its pieces, put part file ``p`` of each chunk.
+    """Partition ``part``: sort and dedupe its pieces, put part file ``part`` of each chunk.
 
     Returns one :class:`PartResult` per chunk, in ``plans`` order (no file for
-    a chunk with no rows in ``p``).
+    a chunk with no rows in ``part``).
     """
     edges = sorted({e for cp in plans for e in (cp.start, cp.end)})
     rows = dict(zip(edges, merge.sort_dedup_windows(list(pieces), edges), strict=True))
     try:
-        return [_part(out, cp.shard, cp.start, attempt, p, *rows.pop(cp.start))
+        return [_part(out, cp.shard, cp.start, attempt, part, *rows.pop(cp.start))
                 for cp, attempt in zip(plans, attempts, strict=True)]
     finally:
         del rows

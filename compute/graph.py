@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from distributed.metrics import context_meter
 from tailor.config import StoreConfig
 from tailor.errors import TailorError
 from tailor.format.records import Manifest, PartFile
-from tailor.metrics import STAGE_READ
+from tailor.metrics import STAGE_READ, STAGE_WRITE
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
@@ -40,8 +41,9 @@ from . import merge
 from .decode import Points, alloc_points, capacity, decode_into, finish
 from .monitor import count_store_retry
 from .plan import ChunkPlan, ReadTask, plan
-from .publish import publish, write_part
+from .publish import encode_part, publish, put_part
 from .read import RawRange, read_range
+from .writer import Job, Writer
 
 #: Times the scheduler retries a task that raised (storage hiccups); a dead
 #: worker's tasks are rescheduled anyway (``distributed.scheduler.allowed-failures``).
@@ -198,28 +200,72 @@ def decoded(reports: Iterable[Report]) -> tuple[int, int]:
     return sum(r.frames for r in rs), sum(r.points for r in rs)
 
 
+#: A chunk handed to the writer (its publish and the seconds its part's put took), or
+#: the error text of a chunk that failed before.
+Pending = list["Job[tuple[Published, float]] | str"]
+
+
+def _start_unit(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap, plans: list[ChunkPlan],
+                attempts: list[str], writer: Writer) -> Pending:
+    """Read, decode, sort and encode a :func:`fusable` unit here; hand each chunk's part
+    write and publish to ``writer``.  Raises what the read raises."""
+    readers = UNIT_READERS if store(raw).is_s3 else 0  # local: page cache
+    rows, reports = _unit_rows(raw, shard_map, plans, readers=readers)
+    unit = decoded(reports.values())
+    pending: Pending = []
+    for cp, attempt in zip(plans, attempts, strict=True):
+        try:
+            key, data, part = _encoded(cp.shard, cp.start, attempt, 0, *rows.pop(cp.start))
+            pending.append(writer.submit(_put_publish, out, cp, attempt, key, data, part,
+                                         [reports[t] for t in cp.tasks], unit))
+        except (TailorError, OSError) as exc:
+            pending.append(f"{type(exc).__name__}: {exc}")
+    return pending
+
+
+def _put_publish(out: StoreConfig, cp: ChunkPlan, attempt: str, key: str, data: bytes,
+                 part: PartResult, reports: list[Report], unit: tuple[int, int]
+                 ) -> tuple[Published, float]:
+    """Writer job: put the part (none for a chunk without rows), then publish the chunk."""
+    t0 = time.perf_counter()
+    if key:
+        put_part(store(out), key, data)
+    put = time.perf_counter() - t0
+    return t_publish(out, cp, attempt, [part], reports, unit), put
+
+
+def _results(pending: Pending) -> list[Published | str]:
+    """Wait for each chunk's job: its publish, or the error text of its failure."""
+    results: list[Published | str] = []
+    for job in pending:
+        if isinstance(job, str):
+            results.append(job)
+            continue
+        try:
+            published, put = job.result()
+        except (TailorError, OSError) as exc:
+            results.append(f"{type(exc).__name__}: {exc}")
+            continue
+        context_meter.digest_metric(STAGE_WRITE, put, "seconds")
+        results.append(published)
+    return results
+
+
 def t_build_unit(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
                  plans: list[ChunkPlan], attempts: list[str]) -> list[Published | str]:
     """Build and publish every chunk of a :func:`fusable` unit in this one task.
 
     Byte ranges are fetched concurrently (S3: :data:`UNIT_READERS` threads) and
-    decoded once; one sort splits the unit's points by window.  A read error
+    decoded once; one sort splits the unit's points by window; each chunk's
+    part write and publish run on a :class:`~tailor.compute.writer.Writer`
+    while the next chunk encodes.  Returns when all are done.  A read error
     raises (the scheduler retries the task, the chunks fail together); a chunk
     whose encode or publish fails yields its error text in its place and its
     siblings still publish.
     """
-    readers = UNIT_READERS if store(raw).is_s3 else 0  # local: page cache
-    rows, reports = _unit_rows(raw, shard_map, plans, readers=readers)
-    unit = decoded(reports.values())
-    results: list[Published | str] = []
-    for cp, attempt in zip(plans, attempts, strict=True):
-        try:
-            part = _part(out, cp.shard, cp.start, attempt, 0, *rows.pop(cp.start))
-            results.append(t_publish(out, cp, attempt, [part], [reports[t] for t in cp.tasks],
-                                     unit))
-        except (TailorError, OSError) as exc:
-            results.append(f"{type(exc).__name__}: {exc}")
-    return results
+    with Writer() as writer:
+        pending = _start_unit(raw, out, shard_map, plans, attempts, writer)
+    return _results(pending)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -243,15 +289,25 @@ def release_heap() -> None:
         _TRIM(0)
 
 
+def _encoded(shard: str, start: int, attempt: str, p: int, rows: Points, dups: int,
+             rows_in: int) -> tuple[str, bytes, PartResult]:
+    """Part ``p`` encoded, not yet put: ``(key, bytes, result)``; key "" for no rows (no file)."""
+    n = len(rows)
+    key, data, f = encode_part(shard, start, attempt, p, rows) if n else ("", b"", PartFile(
+        path="", rows=0, row_offset=0, bytes=0, sha256="", min_key=[], max_key=[]))
+    lo = int(rows.ts.min()) if n else None
+    hi = int(rows.ts.max()) if n else None
+    return key, data, PartResult(f, dups, rows_in, lo, hi)
+
+
 def _part(out: StoreConfig, shard: str, start: int, attempt: str, p: int, rows: Points,
           dups: int, rows_in: int) -> PartResult:
     """Encode and put part ``p`` (sorted unique ``rows``; none: no file)."""
-    n = len(rows)
-    f = write_part(store(out), shard, start, attempt, p, rows) if n else PartFile(
-        path="", rows=0, row_offset=0, bytes=0, sha256="", min_key=[], max_key=[])
-    lo = int(rows.ts.min()) if n else None
-    hi = int(rows.ts.max()) if n else None
-    return PartResult(f, dups, rows_in, lo, hi)
+    key, data, part = _encoded(shard, start, attempt, p, rows, dups, rows_in)
+    if key:
+        with context_meter.meter(STAGE_WRITE):
+            put_part(store(out), key, data)
+    return part
 
 
 def t_publish(out: StoreConfig, cplan: ChunkPlan, attempt: str, parts: list[PartResult],
@@ -294,14 +350,15 @@ def t_build_units(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
     A unit whose read fails (a missing object, a store that keeps failing)
     yields its error text for each of its chunks; the other units still build.
     """
-    results: list[list[Published | str]] = []
-    for plans, attempts in units:
-        try:
-            results.append(t_build_unit(raw, out, shard_map, plans, attempts))
-        except (TailorError, OSError) as exc:
-            results.append([f"{type(exc).__name__}: {exc}"] * len(plans))
+    pending: list[Pending] = []
+    with Writer() as writer:  # unit k's writes and publishes run while unit k + 1 computes
+        for plans, attempts in units:
+            try:
+                pending.append(_start_unit(raw, out, shard_map, plans, attempts, writer))
+            except (TailorError, OSError) as exc:
+                pending.append([f"{type(exc).__name__}: {exc}"] * len(plans))
     release_heap()
-    return results
+    return [_results(p) for p in pending]
 
 
 def submit_units(client: Client, raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,

@@ -31,31 +31,73 @@ def _mix(o, m, c):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
-def _series_ids(org, met, ctx):  # type: ignore[no-untyped-def]
+def _grow(a, n):  # type: ignore[no-untyped-def]
+    out = np.empty(2 * a.shape[0], a.dtype)
+    out[:n] = a[:n]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _number_rows(org, met, ctx, i, table, k_org, k_met, k_ctx, first, sid, ns):  # type: ignore[no-untyped-def]
+    """Number rows from ``i`` on until the table is a quarter full; returns ``(next row, ns)``."""
     n = org.shape[0]
-    cap = 16
-    while cap < 2 * n:
-        cap <<= 1
-    mask = np.uint64(cap - 1)
-    table = np.full(cap, -1, np.int32)
-    first = np.empty(n, np.int64)
-    sid = np.empty(n, np.int32)
-    ns = 0
-    for i in range(n):
-        h = _mix(org[i], met[i], ctx[i]) & mask
+    mask = np.uint64(table.shape[0] - 1)
+    limit = table.shape[0] // 4
+    while i < n and ns < limit:
+        o = org[i]
+        m = met[i]
+        c = ctx[i]
+        h = _mix(o, m, c) & mask
         while True:
             s = table[h]
             if s < 0:
                 table[h] = ns
                 first[ns] = i
                 sid[i] = ns
+                k_org[ns] = o
+                k_met[ns] = m
+                k_ctx[ns] = c
                 ns += 1
                 break
-            j = first[s]
-            if org[j] == org[i] and met[j] == met[i] and ctx[j] == ctx[i]:
+            if k_org[s] == o and k_met[s] == m and k_ctx[s] == c:
                 sid[i] = s
                 break
             h = (h + np.uint64(1)) & mask
+        i += 1
+    return i, ns
+
+
+@numba.njit(cache=True, nogil=True)
+def _series_ids(org, met, ctx):  # type: ignore[no-untyped-def]
+    """Series number of every row (numbered by first appearance) and each series' first row.
+
+    Open addressing over the distinct series only: the table and the series'
+    keys grow with the series (load at most 1/4, then rehashed into twice the
+    slots), not with the rows, so they stay in cache when a partition holds
+    many points of few series.
+    """
+    n = org.shape[0]
+    cap = 1 << 14
+    table = np.full(cap, -1, np.int32)
+    k_org = np.empty(cap // 4, org.dtype)
+    k_met = np.empty(cap // 4, met.dtype)
+    k_ctx = np.empty(cap // 4, ctx.dtype)
+    first = np.empty(n, np.int64)
+    sid = np.empty(n, np.int32)
+    i, ns = _number_rows(org, met, ctx, 0, table, k_org, k_met, k_ctx, first, sid, 0)
+    while i < n:
+        cap <<= 1
+        mask = np.uint64(cap - 1)
+        table = np.full(cap, -1, np.int32)
+        for t in range(ns):
+            g = _mix(k_org[t], k_met[t], k_ctx[t]) & mask
+            while table[g] >= 0:
+                g = (g + np.uint64(1)) & mask
+            table[g] = t
+        k_org = _grow(k_org, ns)
+        k_met = _grow(k_met, ns)
+        k_ctx = _grow(k_ctx, ns)
+        i, ns = _number_rows(org, met, ctx, i, table, k_org, k_met, k_ctx, first, sid, ns)
     return sid, first[:ns]
 
 
@@ -63,12 +105,14 @@ def _series_ids(org, met, ctx):  # type: ignore[no-untyped-def]
 def _counting_pass(perm, digit, nd):  # type: ignore[no-untyped-def]
     """Stable counting sort of ``perm`` on ``digit[perm[i]]`` (values < ``nd``).
 
+    ``perm`` is a permutation of ``range(len(digit))``, so the digits are
+    counted in row order (sequential reads); only the scatter follows ``perm``.
     Returns the new permutation and the start of every digit (``nd + 1`` entries).
     """
     n = perm.shape[0]
     count = np.zeros(nd + 1, np.int64)
     for i in range(n):
-        count[digit[perm[i]] + 1] += 1
+        count[digit[i] + 1] += 1
     for d in range(nd):
         count[d + 1] += count[d]
     fill = count[:nd].copy()

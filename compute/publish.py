@@ -92,27 +92,46 @@ def _key_of(pts: Points, i: int) -> list[int]:
     return [int(pts.org[i]), int(pts.metric[i]), int(pts.ctx[i]), int(pts.ts[i])]
 
 
+def encode_part(shard: str, start: int, attempt: str, i: int,
+                rows: Points) -> tuple[str, bytes, PartFile]:
+    """Part file ``i`` of an attempt, not yet written: ``(key, bytes, manifest entry)``.
+
+    Pure given ``rows`` (same rows → same key and bytes).  ``row_offset`` is
+    left 0; :func:`publish` fills it in.
+    """
+    data, sha = encode(rows)
+    key = layout.part_key(shard, start, attempt, i)
+    n = len(rows)
+    return key, data, PartFile(path=key.rsplit("/", 1)[1], rows=n, row_offset=0,
+                               bytes=len(data), sha256=sha,
+                               min_key=_key_of(rows, 0) if n else [],
+                               max_key=_key_of(rows, n - 1) if n else [])
+
+
+def put_part(out: Store, key: str, data: bytes) -> None:
+    """Put a part file's bytes at ``key`` (from :func:`encode_part`).  Blocks on the store.
+
+    Durability: the file's bytes and the chunk folder are durable when this
+    returns, its entry in the folder is not (``sync_entry=False``).  Only a
+    manifest names a part file, the manifest lives in the same folder, and
+    both manifest writes (``put_if_absent``, ``put_if_match``) fsync that
+    folder after their own link or rename, so the entry is durable before,
+    or together with, the manifest that names it.
+    """
+    out.put(key, data, sync_entry=False)
+
+
 def write_part(out: Store, shard: str, start: int, attempt: str, i: int,
                rows: Points) -> PartFile:
     """Encode and put part file ``i`` of an attempt; returns its manifest entry.
 
     Idempotent (same rows → same key and bytes), so a retried task is harmless.
-    ``row_offset`` is left 0; :func:`publish` fills it in.  Blocks on the store.
-
-    Durability: the file's bytes and the chunk folder are durable when this
-    returns, its entry in the folder is not (``sync_entry=False``).  Only a
-    manifest names a part file, the manifest lives in the same folder, and
-    every manifest write fsyncs that folder after its own link or rename, so
-    the entry is durable before, or together with, the manifest that names it.
+    Blocks on the store; raises what it raises.
     """
-    data, sha = encode(rows)
-    key = layout.part_key(shard, start, attempt, i)
+    key, data, f = encode_part(shard, start, attempt, i, rows)
     with context_meter.meter(STAGE_WRITE):
-        out.put(key, data, sync_entry=False)
-    n = len(rows)
-    return PartFile(path=key.rsplit("/", 1)[1], rows=n, row_offset=0, bytes=len(data),
-                    sha256=sha, min_key=_key_of(rows, 0) if n else [],
-                    max_key=_key_of(rows, n - 1) if n else [])
+        put_part(out, key, data)
+    return f
 
 
 def read_manifest(out: Store, shard: str, start: int) -> Manifest | None:

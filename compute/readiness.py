@@ -72,14 +72,14 @@ class ChunkRow:
         return asdict(self)
 
 
-def durable_until(w: Watermark, now_ns: int | None = None) -> int:
-    """How far ``w``'s partition is durable (ns): its
+def durable_until(watermark: Watermark, now_ns: int | None = None) -> int:
+    """How far ``watermark``'s partition is durable (ns): its
     :attr:`~tailor.format.records.Watermark.durable_until_ns`, at most ``now_ns``
     (default: the wall clock) plus :data:`~tailor.format.records.CLOCK_SLACK_NS`.
     Watermarks are written on other hosts from untrusted intake times, so a
     reader never believes one further ahead of its own clock."""
     now = time.time_ns() if now_ns is None else now_ns
-    return min(w.durable_until_ns, now + CLOCK_SLACK_NS)
+    return min(watermark.durable_until_ns, now + CLOCK_SLACK_NS)
 
 
 def ingest_watermark(watermarks: Iterable[Watermark], now_ns: int | None = None) -> int | None:
@@ -105,8 +105,8 @@ def _windows_of_hours(hour_starts: Iterable[int], length: int) -> set[int]:
     return out
 
 
-def _windows_of(r: ObjectRecord, length: int) -> set[int]:
-    return _windows_of_hours(r.hour_table[0], length)
+def _windows_of(record: ObjectRecord, length: int) -> set[int]:
+    return _windows_of_hours(record.hour_table[0], length)
 
 
 #: What a listing of ``index/`` shows without reading a record:

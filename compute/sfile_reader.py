@@ -191,9 +191,9 @@ def read_series(out: str, org: int, metric: int, context: int | None = None, *,
     return t
 
 
-def _print_table(t: pa.Table) -> None:
+def _print_table(table: pa.Table) -> None:
     names = SCHEMA.names
-    cols = [t.column(n).to_pylist() for n in names]
+    cols = [table.column(n).to_pylist() for n in names]
     rows = [[repr(v) if isinstance(v, float) else str(v) for v in r] for r in zip(*cols,
                                                                                     strict=True)]
     widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]

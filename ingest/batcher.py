@@ -270,27 +270,27 @@ class Batcher:
             self.buffered_bytes += len(item.line)
         return True
 
-    def _track(self, b: Batch, tp: TP, first: int, last: int, intake_ns: int) -> None:
+    def _track(self, batch: Batch, tp: TP, first: int, last: int, intake_ns: int) -> None:
         part = self.parts[tp]
-        r = b.ranges.get(tp)
+        r = batch.ranges.get(tp)
         if r is None:
-            b.ranges[tp] = [first, last, intake_ns]
-            b.parts[tp] = part
-            part.pending[b.serial] = first
+            batch.ranges[tp] = [first, last, intake_ns]
+            batch.parts[tp] = part
+            part.pending[batch.serial] = first
         else:
             r[0], r[1], r[2] = min(r[0], first), max(r[1], last), max(r[2], intake_ns)
-            part.pending[b.serial] = r[0]
+            part.pending[batch.serial] = r[0]
         part.next_offset = max(part.next_offset or 0, last + 1)
 
     @staticmethod
-    def _frames_for(b: Batch, item: Valid) -> bytes:
-        """``item.data`` with topic indices valid in ``b.topics`` (extended as needed).
+    def _frames_for(batch: Batch, item: Valid) -> bytes:
+        """``item.data`` with topic indices valid in ``batch.topics`` (extended as needed).
 
         Classifier topic tables only grow, so normally one is a prefix of the
         other and the frames are used as they are; otherwise they are
         renumbered (a copy).
         """
-        mine, theirs = b.topics, item.topics
+        mine, theirs = batch.topics, item.topics
         if tuple(mine) == theirs[:len(mine)]:
             mine.extend(theirs[len(mine):])
             return item.data
@@ -313,11 +313,11 @@ class Batcher:
         return b
 
     # -- sealing ------------------------------------------------------------------
-    def _seal(self, b: Batch) -> Batch:
-        del self.open[(b.kind, b.key)]
-        b.sealed = True
-        self.sealed[b.serial] = b
-        return b
+    def _seal(self, batch: Batch) -> Batch:
+        del self.open[(batch.kind, batch.key)]
+        batch.sealed = True
+        self.sealed[batch.serial] = batch
+        return batch
 
     def due(self, now: float) -> list[Batch]:
         """Seal and return every open batch that hit age, payload or byte limit."""
@@ -353,8 +353,8 @@ class Batcher:
         return out
 
     # -- durability and offsets ---------------------------------------------------
-    def done(self, b: Batch, intake_limit_ns: int | None = None) -> None:
-        """``b`` is durable: release its memory and its hold on its partitions.
+    def done(self, batch: Batch, intake_limit_ns: int | None = None) -> None:
+        """``batch`` is durable: release its memory and its hold on its partitions.
 
         Its payloads' largest intake time counts for a partition's
         ``max_intake_ns`` once every record of that partition below them is
@@ -362,18 +362,18 @@ class Batcher:
         times above it count as it (``intake_ns`` is untrusted input; the
         caller passes its wall clock plus :data:`tailor.format.records.CLOCK_SLACK_NS`).
 
-        Raises ``KeyError`` if ``b`` is not a sealed batch of this batcher.
+        Raises ``KeyError`` if ``batch`` is not a sealed batch of this batcher.
         """
-        del self.sealed[b.serial]
-        self.buffered_bytes -= b.nbytes
-        for tp, part in b.parts.items():
-            part.pending.pop(b.serial, None)
-            _, last, intake = b.ranges[tp]
+        del self.sealed[batch.serial]
+        self.buffered_bytes -= batch.nbytes
+        for tp, part in batch.parts.items():
+            part.pending.pop(batch.serial, None)
+            _, last, intake = batch.ranges[tp]
             if intake_limit_ns is not None:
                 intake = min(intake, intake_limit_ns)
             part.durable_above.append((last, intake))
             part.settle()
-        b.chunks = []
+        batch.chunks = []
 
     def committable(self) -> dict[TP, int]:
         """Per assigned partition, the offset to commit if it moved forward

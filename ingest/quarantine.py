@@ -21,12 +21,12 @@ from tailor.ingest.batcher import QUARANTINE, Batch
 from tailor.storage import Store
 
 
-def entries(b: Batch) -> list[tuple[str, bytes | bytearray]]:
-    """``(key, entry JSON)`` of every record of the sealed quarantine batch ``b``."""
-    assert b.kind == QUARANTINE and len(b.ranges) == 1
-    ((topic, partition),) = b.ranges
+def entries(batch: Batch) -> list[tuple[str, bytes | bytearray]]:
+    """``(key, entry JSON)`` of every record of the sealed quarantine batch ``batch``."""
+    assert batch.kind == QUARANTINE and len(batch.ranges) == 1
+    ((topic, partition),) = batch.ranges
     out = []
-    for chunk in b.chunks:
+    for chunk in batch.chunks:
         for line in chunk.splitlines():
             if line.strip():
                 offset = int(json.loads(line)["offset"])
@@ -34,16 +34,16 @@ def entries(b: Batch) -> list[tuple[str, bytes | bytearray]]:
     return out
 
 
-def write(store: Store, b: Batch, *, concurrency: int = 8) -> str:
-    """Write every entry of ``b`` (up to ``concurrency`` at once); return the
+def write(store: Store, batch: Batch, *, concurrency: int = 8) -> str:
+    """Write every entry of ``batch`` (up to ``concurrency`` at once); return the
     key of its first one.  Blocks until all are durable.
 
     Raises :class:`tailor.errors.StorageError` (with the key) when the store
     keeps failing; writing again later rewrites the same keys.
     """
-    todo = entries(b)
+    todo = entries(batch)
     if not todo:
-        return f"quarantine/{b.key}/"
+        return f"quarantine/{batch.key}/"
     if len(todo) == 1 or concurrency <= 1:
         for key, data in todo:
             store.put(key, data)

@@ -67,10 +67,10 @@ class Watermarks:
             caught_up=fresh and high_water is not None and committed >= high_water,
             updated_ns=now_ns, high_water_ns=seen_ns if fresh else None)
 
-    def queue(self, w: Watermark, now_ns: int) -> None:
-        """Write ``w`` with the next batch of watermark writes (the latest wins)."""
-        tp = (w.topic, w.partition)
-        self.pending[tp] = w
+    def queue(self, mark: Watermark, now_ns: int) -> None:
+        """Write ``mark`` with the next batch of watermark writes (the latest wins)."""
+        tp = (mark.topic, mark.partition)
+        self.pending[tp] = mark
         self.queued_ns[tp] = now_ns
 
     def due(self, tp: TP, now_ns: int) -> bool:

@@ -35,48 +35,51 @@ from tailor.store_failures import failure_reason
 log = logging.getLogger("tailor.ingest")
 
 
-def object_record(b: Batch, written_ns: int) -> ObjectRecord:
-    """The index record of the sealed object batch ``b``."""
-    assert b.kind == OBJECT and b.min_intake_ns is not None and b.max_intake_ns is not None
+def object_record(batch: Batch, written_ns: int) -> ObjectRecord:
+    """The index record of the sealed object batch ``batch``."""
+    assert (batch.kind == OBJECT and batch.min_intake_ns is not None
+            and batch.max_intake_ns is not None)
     return ObjectRecord(
-        key=layout.object_key(b.key, b.batch_id), shard=b.key, batch_id=b.batch_id,
-        bytes=b.nbytes, payloads=b.payloads, points=b.points,
-        min_ts=b.min_ts if b.min_ts is not None else 0,
-        max_ts=b.max_ts if b.max_ts is not None else 0,
-        min_intake_ns=b.min_intake_ns, max_intake_ns=b.max_intake_ns, topics=list(b.topics),
+        key=layout.object_key(batch.key, batch.batch_id), shard=batch.key,
+        batch_id=batch.batch_id,
+        bytes=batch.nbytes, payloads=batch.payloads, points=batch.points,
+        min_ts=batch.min_ts if batch.min_ts is not None else 0,
+        max_ts=batch.max_ts if batch.max_ts is not None else 0,
+        min_intake_ns=batch.min_intake_ns, max_intake_ns=batch.max_intake_ns,
+        topics=list(batch.topics),
         offsets=[OffsetRange(topic=t, partition=p, first=r[0], last=r[1])
-                 for (t, p), r in sorted(b.ranges.items())],
-        orgs=sorted(b.orgs), hours=hour_counts(b.hours), written_ns=written_ns,
-        **_volume(b))
+                 for (t, p), r in sorted(batch.ranges.items())],
+        orgs=sorted(batch.orgs), hours=hour_counts(batch.hours), written_ns=written_ns,
+        **_volume(batch))
 
 
-def _volume(b: Batch) -> dict[str, Any]:
+def _volume(batch: Batch) -> dict[str, Any]:
     """``org_points``/``org_bytes`` (parallel to ``sorted(b.orgs)``) and ``org_hours``."""
-    if not b.volumes:
+    if not batch.volumes:
         return {}
-    v = OrgVolume.merge(b.volumes, MAX_ORG_HOURS)
+    v = OrgVolume.merge(batch.volumes, MAX_ORG_HOURS)
     pts = dict(zip(v.org.tolist(), v.points.tolist(), strict=True))
     nbytes = dict(zip(v.org.tolist(), v.nbytes.tolist(), strict=True))
-    orgs = sorted(b.orgs)
+    orgs = sorted(batch.orgs)
     return {"org_points": [pts.get(o, 0) for o in orgs],
             "org_bytes": [nbytes.get(o, 0) for o in orgs], "org_hours": v.triples()}
 
 
-def contiguous(b: Batch) -> bytes | bytearray:
-    """The bytes of the sealed batch ``b`` in one buffer, which then replaces its
+def contiguous(batch: Batch) -> bytes | bytearray:
+    """The bytes of the sealed batch ``batch`` in one buffer, which then replaces its
     chunks (so a retry finds it joined).  Each chunk is dropped once copied:
     the batch is never held twice over, even while it is being joined."""
-    if len(b.chunks) == 1:
-        return b.chunks[0]
+    if len(batch.chunks) == 1:
+        return batch.chunks[0]
     # Grown chunk by chunk (realloc moves big blocks by remapping, not copying):
     # bytearray(n) would touch all n bytes while every chunk is still alive.
     buf = bytearray()
-    chunks = b.chunks[::-1]
-    b.chunks = []
+    chunks = batch.chunks[::-1]
+    batch.chunks = []
     while chunks:
         buf += chunks.pop()
-    assert len(buf) == b.nbytes, (len(buf), b.nbytes)
-    b.chunks = [buf]
+    assert len(buf) == batch.nbytes, (len(buf), batch.nbytes)
+    batch.chunks = [buf]
     return buf
 
 
@@ -121,8 +124,8 @@ class Writer:
         self.concurrency = concurrency
         self._parts = threading.BoundedSemaphore(concurrency)
 
-    def write(self, b: Batch) -> str:
-        """Make ``b`` durable; return the key of its object (or quarantine object).
+    def write(self, batch: Batch) -> str:
+        """Make ``batch`` durable; return the key of its object (or quarantine object).
 
         Blocks for the uploads (multipart above ``part_size``, up to
         ``concurrency`` parts at once over all writes).  Raises
@@ -130,10 +133,10 @@ class Writer:
         store keeps failing; nothing may be committed then, and calling again
         is safe.
         """
-        if b.kind != OBJECT:
-            return quarantine.write(self.store, b, concurrency=self.concurrency)
-        key = layout.object_key(b.key, b.batch_id)
-        data = contiguous(b)
+        if batch.kind != OBJECT:
+            return quarantine.write(self.store, batch, concurrency=self.concurrency)
+        key = layout.object_key(batch.key, batch.batch_id)
+        data = contiguous(batch)
         want = min(self.concurrency, -(-len(data) // self.part_size))
         self._parts.acquire()
         held = 1
@@ -144,7 +147,7 @@ class Writer:
         finally:
             for _ in range(held):
                 self._parts.release()
-        rec = object_record(b, time.time_ns()).dumps()
-        for index_key in layout.index_keys(b.key, b.hours, b.batch_id):
+        rec = object_record(batch, time.time_ns()).dumps()
+        for index_key in layout.index_keys(batch.key, batch.hours, batch.batch_id):
             self.store.put(index_key, rec)
         return key

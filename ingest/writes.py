@@ -37,38 +37,39 @@ class Writes(Member):
         self._schedule(b for b in list(self.batcher.sealed.values())
                        if b.attempts and b.retry_at <= now)
 
-    async def _write(self, b: Batch) -> None:
+    async def _write(self, batch: Batch) -> None:
         try:
             async with self.sem:
                 t0 = time.monotonic()
                 try:
-                    key = await self._blocking(self.writer.write, b)
+                    key = await self._blocking(self.writer.write, batch)
                 except Exception as exc:  # any failure: retried, never lost or stuck
-                    self._failed(b, exc)
+                    self._failed(batch, exc)
                     return
                 metrics.FLUSH_SECONDS.observe(time.monotonic() - t0)
-                if b.kind == OBJECT:
-                    metrics.OBJECT_BYTES.observe(b.nbytes)
+                if batch.kind == OBJECT:
+                    metrics.OBJECT_BYTES.observe(batch.nbytes)
                 self.stats["objects"] += 1
-                log.debug("durable: %s (%d payloads, %d bytes)", key, b.payloads, b.nbytes)
+                log.debug("durable: %s (%d payloads, %d bytes)", key, batch.payloads, batch.nbytes)
                 # intake_ns is untrusted: readiness never believes it past the clock.
-                self.batcher.done(b, intake_limit_ns=time.time_ns() + CLOCK_SLACK_NS)
+                self.batcher.done(batch, intake_limit_ns=time.time_ns() + CLOCK_SLACK_NS)
                 metrics.BUFFERED_BYTES.set(self.batcher.buffered_bytes)
         finally:
-            self.inflight.pop(b.serial, None)
+            self.inflight.pop(batch.serial, None)
 
-    def _failed(self, b: Batch, exc: Exception) -> None:
-        """Count a failed write of ``b`` and set when to retry it (capped
+    def _failed(self, batch: Batch, exc: Exception) -> None:
+        """Count a failed write of ``batch`` and set when to retry it (capped
         exponential backoff with jitter, whatever the error)."""
-        b.attempts += 1
-        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** b.attempts) * random.uniform(0.5, 1.0)
-        b.retry_at = time.monotonic() + delay
+        batch.attempts += 1
+        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** batch.attempts) * random.uniform(0.5, 1.0)
+        batch.retry_at = time.monotonic() + delay
         reason = failure_reason(exc)
         metrics.STORE_WRITE_FAILURES.labels(reason).inc()
         self.stats["write_failures"] += 1
         log.warning("write of batch %s (%s %s) failed (%s), attempt %d, retrying in %.1f s; its "
-                    "offsets wait until it is durable: %s", b.batch_id, b.kind, b.key, reason,
-                    b.attempts, delay, exc, exc_info=not isinstance(exc, StorageError))
+                    "offsets wait until it is durable: %s", batch.batch_id, batch.kind, batch.key,
+                    reason, batch.attempts, delay, exc,
+                    exc_info=not isinstance(exc, StorageError))
 
     async def _drain(self, batches: list[Batch], deadline: float) -> bool:
         """Write ``batches`` until all are durable or ``deadline``; True if all are."""

@@ -152,7 +152,7 @@ def _build_config(flags: dict[str, Any], shards: list[str], windows: list[int]) 
 @handle_errors
 def build(**flags: Any) -> None:
     """Build (or rebuild) chunks; exit 0 only when every requested chunk published."""
-    from tailor.compute.build import run
+    from tailor.compute.build_cli import run
     from tailor.format.layout import parse_window, parse_windows
     from tailor.shards import load
 

@@ -141,7 +141,7 @@ class Watermark(_Record):
         ``updated_ns``: a payload durable when the record was written was
         accepted by intake before then (one hostile ``intake_ns`` must not
         move readiness to the year 2554).  Readers also clamp the result to
-        their clock (:func:`tailor.compute.ready.durable_until`).
+        their clock (:func:`tailor.compute.readiness.durable_until`).
         """
         intake = min(self.max_intake_ns, self.updated_ns + CLOCK_SLACK_NS)
         if not self.caught_up:

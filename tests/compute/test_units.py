@@ -252,3 +252,16 @@ def test_pack_gathers_small_units_biggest_first() -> None:
     assert [len(g) for g in exchange.group_ranges(its, 100)] == [2, 1, 2]
     bins = graph.pack(list(range(1, 30)), 20)
     assert sorted(i for b in bins for i in b) == list(range(29))
+
+
+@pytest.mark.parametrize(("rows", "series"), [(0, 1), (5, 3), (50_000, 9_000), (20_000, 20_000)])
+def test_series_ids_number_by_first_appearance_through_rehashes(rows: int, series: int) -> None:
+    rng = np.random.default_rng(rows + series)
+    keys = rng.integers(0, 2**40, (series, 3)).astype(np.uint64)
+    keys[:, 0] %= 7  # few orgs: series differ in metric / ctx only
+    r = keys[rng.integers(0, series, rows)]
+    sid, first = merge._series_ids(r[:, 0].astype(np.uint32), r[:, 1].copy(), r[:, 2].copy())
+    seen: dict[tuple[int, int, int], int] = {}
+    want = [seen.setdefault(tuple(int(x) for x in k), len(seen)) for k in r]
+    assert sid.tolist() == want
+    assert first.tolist() == [want.index(s) for s in range(len(seen))]
