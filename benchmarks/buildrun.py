@@ -50,7 +50,7 @@ def stage_seconds(before: dict[tuple[Any, ...], float],
 
 def _build(raw: str, out: str, shards: list[str], windows: list[int], address: str,
            rows_per_partition: int | None = None) -> int:
-    from tailor.compute.build import run
+    from tailor.compute.build_cli import run
     from tailor.config import BuildConfig, StoreConfig
 
     extra = {"rows_per_partition": rows_per_partition} if rows_per_partition else {}

@@ -22,7 +22,7 @@ from tailor.config import ProduceConfig, StoreConfig
 from tailor.testing.services import Broker, S3Server
 from tailor.testing.stream import generate
 from tests.contract import read_chunk
-from tests.ops.pipeline import ingest, send
+from tests.pipeline import ingest, send
 
 START = 1767225600  # 2026-01-01T00
 

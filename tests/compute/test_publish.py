@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from distributed import Client
 
 from tailor.cli import main
-from tailor.compute import build, sfile_reader
+from tailor.compute import build, build_cli, sfile_reader
 from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
 from tailor.errors import StorageError
@@ -135,9 +135,9 @@ def test_failing_chunk_does_not_stop_others(client: Client, tmp_path: Path) -> N
     # the other chunk is built, and right
     assert rows_of(chunk_table(out, SHARD, T0)[1]) == expected(gens, SHARD, SMAP, T0)
     # the CLI entry: exit 1, the failed chunk named
-    assert build.run(cfg) == 1
+    assert build_cli.run(cfg) == 1
     ok_cfg = cfg.model_copy(update={"windows": [T0]})
-    assert build.run(ok_cfg) == 0
+    assert build_cli.run(ok_cfg) == 0
     assert rows_of(chunk_table(out, SHARD, T0)[1]) == expected(gens, SHARD, SMAP, T0)
     assert read_manifest(out, SHARD, T0 + W) is None
 

@@ -4,7 +4,7 @@
 every valid payload unchanged and nothing else (:func:`helpers.check_complete`),
 every invalid record is quarantined exactly once (one line per coordinate),
 and `build --ready` on it publishes exactly the oracle's chunks with zero
-points missing, extra or different (:func:`tests.ops.pipeline.mismatches`).
+points missing, extra or different (:func:`tests.pipeline.mismatches`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tailor.shards import load
 from tailor.storage import Store
 from tailor.testing.oracle import oracle
 from tailor.testing.stream import DUPLICATE, VALID, Synth, generate
-from tests.ops.pipeline import mismatches
+from tests.pipeline import mismatches
 
 from .helpers import Rec, check_complete
 

@@ -14,8 +14,8 @@ from tailor.compute.ready import build_ready
 from tailor.format.layout import HOUR
 from tailor.storage import Store
 from tailor.testing.services import Broker
-from tests.ops.pipeline import mismatches
-from tests.ops.test_build_ready import T0, Stream
+from tests.compute.test_ready import T0, Stream
+from tests.pipeline import mismatches
 
 CUT = T0 + 2 * HOUR + 1234  # mid-window, not on an hour
 

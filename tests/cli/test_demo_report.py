@@ -1,6 +1,7 @@
-"""The output checks themselves: the outside reader (tests/contract.py) that the ops
-tests compare through, and the demo's VERIFIED check, catch what `tailor diff`
-ignores by design (row order, manifest file order), and changed NaN bits."""
+"""The output checks themselves: the outside reader (tests/contract.py) that the
+pipeline tests compare through, and the demo's VERIFIED check (tailor/cli/demo_report.py),
+catch what `tailor diff` ignores by design (row order, manifest file order), and changed
+NaN bits."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tailor.format.layout import manifest_key
 from tailor.storage import Store
 from tailor.testing.oracle import POINT_SCHEMA
 from tests import contract
-from tests.ops.chunks import write_chunk
+from tests.compute.chunks import write_chunk
 
 T0 = 1767225600
 SHARD = "org-mod-1"
@@ -33,7 +34,7 @@ def _table(rows: list[tuple[int, int, int, int, float]]) -> pa.Table:
 
 
 def _problems(out: Store, want: pa.Table) -> tuple[list[str], str | None]:
-    """What the ops tests' comparison and the demo's check say about the chunk."""
+    """What the pipeline tests' comparison and the demo's check say about the chunk."""
     exp = {(SHARD, T0): want}
     try:
         ops = contract.mismatches(out.fs, out.path(""), exp)
@@ -54,7 +55,7 @@ def test_equal_chunk_passes(out: Store) -> None:
 
 def test_chunk_written_backwards_is_caught(out: Store) -> None:
     write_chunk(out, SHARD, T0, ROWS[::-1], files=3, sort=False)
-    # what the ops tests used to compare with: it sorts both sides, so this passed
+    # what the pipeline tests used to compare with: it sorts both sides, so this passed
     assert compare(read_chunk(out, SHARD, T0), read_chunk(out, SHARD, T0)).differing == 0
     ops, demo = _problems(out, _table(ROWS))
     assert ops and "strictly increasing" in ops[0]

@@ -1,4 +1,4 @@
-"""Real-component helpers for the ops tests: produce synth records, ingest them, compare."""
+"""Real-component helpers for the pipeline tests: produce synth records, ingest them, compare."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from tailor.storage import Store
 from tailor.testing.oracle import POINT_SCHEMA
 from tailor.testing.services import Broker, create_topics
 from tailor.testing.stream import Synth, SynthRecord, generate
-from tests.ops.pipeline import ingest, mismatches, send
+from tests.pipeline import ingest, mismatches, send
 
 T0 = 1767225600
 W = 4 * HOUR

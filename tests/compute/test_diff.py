@@ -15,7 +15,7 @@ from tailor.cli import main
 from tailor.compute.diff import Points, compare, diff_roots
 from tailor.config import StoreConfig
 from tailor.storage import Store
-from tests.ops.chunks import write_chunk
+from tests.compute.chunks import write_chunk
 
 T0 = 1767225600
 W = 4 * 3600

@@ -33,7 +33,7 @@ from tailor.testing.oracle import oracle
 from tailor.testing.services import Broker, create_topics
 from tailor.testing.stream import generate
 from tests.contract import read_chunk
-from tests.ops.pipeline import ingest, send
+from tests.pipeline import ingest, send
 
 T0 = 1767225600  # 2026-01-01T00
 W = 4 * HOUR
