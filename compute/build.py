@@ -24,13 +24,14 @@ from tailor.config import BuildConfig
 from tailor.format import layout
 from tailor.format.records import Manifest
 from tailor.progress import Progress
+from tailor.storage import Store
 
 from .budget import local_memory_limit, partition_rows, range_bytes
 from .exchange import submit_exchange
 from .graph import Published, fusable, pack, submit_plans, submit_units
 from .monitor import StageMetrics
 from .plan import ChunkPlan
-from .publish import new_attempt
+from .publish import new_attempt, prepare_folders
 from .warm import WarmKernels
 
 _d: Any = distributed  # only partly typed
@@ -161,6 +162,8 @@ def build_chunks(client: Client, cfg: BuildConfig, chunks: Sequence[tuple[str, i
         if ok:
             plans = [planned[i] for i in ok]
             (fused if fusable(plans, rows) else graphed).append(ok)
+    if not cfg.scheduler:  # a local cluster's workers share this host's folders
+        prepare_folders(Store(cfg.out), [chunks[i] for i in sorted(planned)])
     running: dict[Any, list[int]] = {}  # future → chunk indices it publishes (in order)
     unit_of = {i: chunks[u[0]] for u in fused + graphed for i in u}
     sizes = [sum(planned[i].est_points for i in unit) for unit in fused]

@@ -41,7 +41,7 @@ from . import merge
 from .decode import Points, alloc_points, capacity, decode_into, finish
 from .monitor import count_store_retry
 from .plan import ChunkPlan, ReadTask, plan
-from .publish import encode_part, publish
+from .publish import encode_part, publish, put_part
 from .read import RawRange, read_range
 from .writer import Job, Writer
 
@@ -229,7 +229,7 @@ def _put_publish(out: StoreConfig, cp: ChunkPlan, attempt: str, key: str, data: 
     """Writer job: put the part (none for a chunk without rows), then publish the chunk."""
     t0 = time.perf_counter()
     if key:
-        store(out).put(key, data)
+        put_part(store(out), key, data)
     put = time.perf_counter() - t0
     return t_publish(out, cp, attempt, [part], reports, unit), put
 
@@ -306,7 +306,7 @@ def _part(out: StoreConfig, shard: str, start: int, attempt: str, p: int, rows: 
     key, data, part = _encoded(shard, start, attempt, p, rows, dups, rows_in)
     if key:
         with context_meter.meter(STAGE_WRITE):
-            store(out).put(key, data)
+            put_part(store(out), key, data)
     return part
 
 

@@ -108,6 +108,19 @@ def encode_part(shard: str, start: int, attempt: str, i: int,
                                max_key=_key_of(rows, n - 1) if n else [])
 
 
+def put_part(out: Store, key: str, data: bytes) -> None:
+    """Put a part file's bytes at ``key`` (from :func:`encode_part`).  Blocks on the store.
+
+    Durability: the file's bytes and the chunk folder are durable when this
+    returns, its entry in the folder is not (``sync_entry=False``).  Only a
+    manifest names a part file, the manifest lives in the same folder, and
+    both manifest writes (``put_if_absent``, ``put_if_match``) fsync that
+    folder after their own link or rename, so the entry is durable before,
+    or together with, the manifest that names it.
+    """
+    out.put(key, data, sync_entry=False)
+
+
 def write_part(out: Store, shard: str, start: int, attempt: str, i: int,
                rows: Points) -> PartFile:
     """Encode and put part file ``i`` of an attempt; returns its manifest entry.
@@ -117,7 +130,7 @@ def write_part(out: Store, shard: str, start: int, attempt: str, i: int,
     """
     key, data, f = encode_part(shard, start, attempt, i, rows)
     with context_meter.meter(STAGE_WRITE):
-        out.put(key, data)
+        put_part(out, key, data)
     return f
 
 
@@ -244,6 +257,25 @@ def sweep(out: Store, shard: str, start: int, current: Manifest | None, *,
 
 
 # -- publish ----------------------------------------------------------------------------
+
+def prepare_folders(out: Store, chunks: Iterable[tuple[str, int]]) -> None:
+    """Create the chunk and claim folders of ``chunks`` at once, before any task writes.
+
+    Each new folder's parent is fsynced once for all its new children
+    (:meth:`~tailor.storage.Store.makedirs`): a fresh root gets one fsync of
+    the root and one of ``_claims`` for all its shards, not one per shard.
+    Only an optimisation: a failure is logged, and the writes create what
+    is missing themselves.  The folders are durable before any manifest is
+    written in them, as when the writes made them.  Chunks that fail leave
+    empty folders, which no listing shows.
+    """
+    prefixes = [p for s, w in chunks for p in (layout.chunk_dir(s, w),
+                                               layout.claim_prefix(s, w))]
+    try:
+        out.makedirs(prefixes)
+    except TailorError as exc:
+        log.warning("could not create the chunk folders ahead: %s", exc)
+
 
 def _claim(out: Store, shard: str, start: int, attempt: str, base: int, now: int) -> int:
     """Claim the attempt's one publish at generation ``base + 1``; returns the claim's base.

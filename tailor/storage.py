@@ -17,7 +17,9 @@ ETag with ``If-Match``; locally: inode, mtime and size, compared and replaced
 under an exclusive ``flock`` of the key's directory).  On a local directory
 every committed write is durable: the file is fsynced before its rename or
 link, and the directory after it (and every directory a write creates), so a
-power cut cannot lose a write that returned (:mod:`tailor.durable`).
+power cut cannot lose a write that returned (:mod:`tailor.durable`); only
+``put(..., sync_entry=False)`` leaves its directory entry to a later write in
+the same directory.
 """
 
 from __future__ import annotations
@@ -122,11 +124,20 @@ class Store:
 
     # -- writes ---------------------------------------------------------------
     def put(self, key: str, data: bytes | bytearray, *, part_size: int = 5 * 2**20,
-            concurrency: int = 8) -> None:
+            concurrency: int = 8, sync_entry: bool = True) -> None:
         """Write ``data`` at ``key`` atomically (readers see all of it or none).
 
         On S3, objects over ``part_size`` go up as a multipart upload with up
         to ``concurrency`` parts in flight.  Blocks until durable.
+
+        ``sync_entry=False`` (local directories only; S3 ignores it): the
+        content and every directory the write creates are durable when it
+        returns, but the key's own entry in its directory is not fsynced.
+        The caller promises that a later durable write *in the same
+        directory* (which fsyncs that directory after its own rename or link)
+        happens before anything may name ``key``: an fsync of a directory
+        makes every entry in it durable, whoever made it.  The chunk's part
+        files rely on this: the manifest's write fsyncs their directory.
         """
         path = self.path(key)
         if self.is_s3:
@@ -136,12 +147,32 @@ class Store:
 
         def local() -> None:
             os.replace(durable.write_tmp(path, data), path)
-            durable.fsync_dir(os.path.dirname(path))
+            if sync_entry:
+                durable.fsync_dir(os.path.dirname(path))
 
         self._call("put", key, local)
 
+    def makedirs(self, prefixes: Iterable[str]) -> None:
+        """Create the folders ``prefixes`` durably ahead of the writes into them.
+
+        Locally, with :func:`~tailor.durable.makedirs_durable_many`: the parent
+        of each new folder is fsynced once for all its new children, where
+        writes that create their own folders fsync it once per folder.  A
+        no-op on S3 (it has no folders).  Raises :class:`StorageError`.
+        """
+        if self.is_s3:
+            return
+        paths = [self.path(p.rstrip("/")) for p in prefixes]
+        if paths:
+            self._call("put", paths[0][len(self.root) + 1:],
+                       lambda: durable.makedirs_durable_many(paths))
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Create ``key`` only if it does not exist; False if it already did."""
+        """Create ``key`` only if it does not exist; False if it already did.
+
+        Locally, the key's directory is fsynced after the link, which makes
+        every entry in it durable (what ``put(..., sync_entry=False)`` relies on).
+        """
         path = self.path(key)
         try:
             if self.is_s3:
@@ -200,7 +231,8 @@ class Store:
         Atomic against every other conditional write of ``key``, on S3
         (``If-Match``/``If-None-Match``) and locally (directory ``flock``).
         A retried request whose first try landed returns False: callers read
-        the key again to see whose write it holds.
+        the key again to see whose write it holds.  Locally, the key's
+        directory is fsynced after the replace, as in :meth:`put_if_absent`.
         """
         if token is None:
             return self.put_if_absent(key, data)
