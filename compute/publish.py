@@ -323,7 +323,10 @@ def publish(out: Store, shard: str, start: int, length: int, attempt: str,
         got = out.get_versioned(key)
         old = parse_manifest(out, key, got[0]) if got else None
         if old is not None and old.attempt == attempt:
-            return old  # a retried publish: already done
+            # A retried publish: already done, perhaps by a process that died
+            # before the folder's fsync; make it durable before saying so.
+            out.sync_entry(key)
+            return old
         now = time.time_ns()
         base = old.generation if old else 0
         if _claim(out, shard, start, attempt, base, now) != base:
@@ -339,6 +342,7 @@ def publish(out: Store, shard: str, start: int, length: int, attempt: str,
         if not out.put_if_match(key, manifest.dumps(), got[1] if got else None):
             now_there = read_manifest(out, shard, start)
             if now_there is not None and now_there.attempt == attempt:
+                out.sync_entry(key)
                 return now_there  # our write landed; a retried request saw it
             return _lost(out, shard, start, attempt, placed, now_there)
         try:

@@ -152,6 +152,20 @@ class Store:
 
         self._call("put", key, local)
 
+    def sync_entry(self, key: str) -> None:
+        """Make ``key``'s directory entry durable: locally, fsync its folder.
+
+        For a writer that finds an object it may have created itself in a
+        process that died between the link and the folder's fsync (a retried
+        publish that sees its own manifest): after this, what it returns is
+        durable.  A no-op on S3, where a completed PUT is durable.  Raises
+        :class:`StorageError`.
+        """
+        if self.is_s3:
+            return
+        path = self.path(key)
+        self._call("put", key, lambda: durable.fsync_dir(os.path.dirname(path)))
+
     def makedirs(self, prefixes: Iterable[str]) -> None:
         """Create the folders ``prefixes`` durably ahead of the writes into them.
 

@@ -127,3 +127,35 @@ def test_folders_made_ahead_cost_one_fsync_per_parent(tmp_path: Path, syncs: Syn
     m = _publish(out, pub.new_attempt(), 2)
     _assert_covered(root, m, syncs)
     assert len(syncs) - before == 2 + 4
+
+
+def test_a_retried_publish_that_finds_its_own_manifest_makes_it_durable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publisher that died between the manifest's link and its folder's fsync:
+    the retry sees its own manifest and returns it, and only after fsyncing the
+    folder (so "published" is never said of an entry a power cut could undo)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    out = Store(StoreConfig(url=str(root)))
+    attempt = pub.new_attempt()
+    parts = [pub.write_part(out, SHARD, T0, attempt, i, _rows(i)) for i in range(2)]
+
+    def publish_once() -> Manifest:
+        return pub.publish(out, SHARD, T0, W, attempt, parts, [], min_ts=T0 + 1,
+                           max_ts=T0 + 1, corrupt=0, invalid=0, duplicates=0)
+
+    first = publish_once()
+    seen = Syncs()  # the retry's fsyncs only: the first process's are "lost"
+    real = os.fsync
+
+    def spy(fd: Any) -> None:
+        seen.count += 1
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            seen.dirs.append((path, frozenset(os.listdir(path))))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    again = publish_once()
+    assert again.attempt == first.attempt == attempt
+    assert seen.entry_durable(str(root / layout.manifest_key(SHARD, T0)))
