@@ -203,7 +203,7 @@ class _Open:
             raw.put(key, data)
 
 
-def write_raw_objects(valid: Iterable[Valid], raw: Store, smap: ShardMap, *,
+def write_raw_objects(valid: Iterable[Valid], raw: Store, shard_map: ShardMap, *,
                       max_object_bytes: int = 64 * 2**20,
                       offsets: dict[tuple[str, int], int] | None = None) -> int:
     """Write raw objects and index records as ingest would (without Kafka).
@@ -224,7 +224,7 @@ def write_raw_objects(valid: Iterable[Valid], raw: Store, smap: ShardMap, *,
         next_offset[(v.topic, v.partition)] = off + 1
         pts = v.payload.points()
         ts0 = int(pts["ts"][0]) if len(pts) else 0
-        shard = smap.shard_for(v.payload.org_id, ts0)
+        shard = shard_map.shard_for(v.payload.org_id, ts0)
         o = open_.setdefault(shard, _Open())
         o.add(v, off)
         if o.size >= max_object_bytes:

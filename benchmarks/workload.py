@@ -141,7 +141,7 @@ def prepare_scaled(points: int, k: int, seed: int, work: Path, *,
     raw = str(work / f"raw-{k}x")
     raw_points = str(work / f"points-{k}x.parquet")
     shutil.rmtree(raw, ignore_errors=True)
-    store, smap = Store(StoreConfig(url=raw)), ShardMap()
+    store, shard_map = Store(StoreConfig(url=raw)), ShardMap()
     offsets: dict[tuple[str, int], int] = {}
     parts: list[tuple[Any, Any, Any, Any]] = []
     n_obj = records = n_points = 0
@@ -151,7 +151,7 @@ def prepare_scaled(points: int, k: int, seed: int, work: Path, *,
         for i in range(k):
             s = synth(points, seed + i)
             valid = list(dataset.iter_valid(s.records))
-            n_obj += dataset.write_raw_objects(valid, store, smap, offsets=offsets)
+            n_obj += dataset.write_raw_objects(valid, store, shard_map, offsets=offsets)
             if writer is not None:
                 n_points += writer.write(valid)
             else:
@@ -169,13 +169,13 @@ def prepare_scaled(points: int, k: int, seed: int, work: Path, *,
     for g in range(groups):
         pts, org, intake, cnt = [], [], [], []
         for p_pts, p_org, p_intake, p_n in parts:
-            sel = (p_org % smap.shared_shards) % groups == g
+            sel = (p_org % shard_map.shared_shards) % groups == g
             pts.append(p_pts[np.repeat(sel, p_n)])
             org.append(p_org[sel])
             intake.append(p_intake[sel])
             cnt.append(p_n[sel])
         got = oracle(np.concatenate(pts), np.concatenate(org), np.concatenate(intake),
-                     np.concatenate(cnt), smap, layout.WINDOW_SECONDS)
+                     np.concatenate(cnt), shard_map, layout.WINDOW_SECONDS)
         ref.update({(verify.shard_number(sh), int(ws)): t for (sh, ws), t in got.items()})
     del parts
     return Scaled(points * k, n_points, records, n_obj, raw, raw_points if points_file else "",

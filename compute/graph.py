@@ -43,7 +43,7 @@ from .monitor import count_store_retry
 from .plan import ChunkPlan, ReadTask, plan
 from .publish import encode_part, publish, put_part
 from .read import RawRange, read_range
-from .writer import Job, Writer
+from .background_writer import Job, Writer
 
 #: Times the scheduler retries a task that raised (storage hiccups); a dead
 #: worker's tasks are rescheduled anyway (``distributed.scheduler.allowed-failures``).
@@ -257,7 +257,7 @@ def t_build_unit(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap,
 
     Byte ranges are fetched concurrently (S3: :data:`UNIT_READERS` threads) and
     decoded once; one sort splits the unit's points by window; each chunk's
-    part write and publish run on a :class:`~tailor.compute.writer.Writer`
+    part write and publish run on a :class:`~tailor.compute.background_writer.Writer`
     while the next chunk encodes.  Returns when all are done.  A read error
     raises (the scheduler retries the task, the chunks fail together); a chunk
     whose encode or publish fails yields its error text in its place and its

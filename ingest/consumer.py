@@ -11,7 +11,7 @@ state they share):
 - Sealed batches are written by :class:`writer.Writer` in worker threads, at
   most ``upload_concurrency`` at once; a failed write is retried for as long
   as it fails and never lets offsets advance past its records
-  (:mod:`tailor.ingest.writes`; ``tailor_ingest_oldest_unflushed_seconds``
+  (:mod:`tailor.ingest.write_retry`; ``tailor_ingest_oldest_unflushed_seconds``
   shows how long data has waited).
 - After writes become durable the committable offsets are committed, then a
   watermark is written per committed partition, and every

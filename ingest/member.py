@@ -2,7 +2,7 @@
 
 :class:`Member` declares the attributes :class:`tailor.ingest.consumer.Ingester`
 sets up; the parts of the member's job are mixins over it, each in its own
-module: :class:`tailor.ingest.writes.Writes` (writes and retries),
+module: :class:`tailor.ingest.write_retry.Writes` (writes and retries),
 :class:`tailor.ingest.commits.Commits` (commits and watermarks),
 :class:`tailor.ingest.rebalance.Rebalance` (revocation and assignment).  Here:
 the store-call executor (:meth:`Member._blocking`) and observability (lag,

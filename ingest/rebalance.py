@@ -18,7 +18,7 @@ from tailor import metrics
 from tailor.ingest.batcher import TP
 from tailor.ingest.commits import Commits
 from tailor.ingest.member import fmt_tps, log
-from tailor.ingest.writes import Writes
+from tailor.ingest.write_retry import Writes
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -105,8 +105,8 @@ def test_plan_writes_a_file_every_command_accepts(raw: Path, tmp_path: Path) -> 
     assert code == 0, out
     assert "dedicate  2    org-mod-0  org-2" in out and "after:  6 chunk(s)" in out
     assert "note: org 2 alone has up to 1000 points" in out
-    smap = load(out_file)
-    assert smap.dedicated == {2: Dedicated(2, T0 + 2 * W)}
+    shard_map = load(out_file)
+    assert shard_map.dedicated == {2: Dedicated(2, T0 + 2 * W)}
     assert "# Proposed by `tailor shards plan`" in out_file.read_text()
     code, out = run("status", "--raw", str(raw), "--out", str(tmp_path / "s"), "--shards",
                     str(out_file))

@@ -270,13 +270,13 @@ def test_encode_frames_and_retopic_match_encode_frame() -> None:
 
 
 def test_shard_codes_match_shard_for() -> None:
-    smap = ShardMap(shared_shards=8, dedicated={
+    shard_map = ShardMap(shared_shards=8, dedicated={
         3: Dedicated(3), 11: Dedicated(11, since=T0), 19: Dedicated(19, until=T0)})
     org = np.array([3, 11, 11, 19, 19, 4, 2**32 - 1], np.int64)
     ts = np.array([0, T0 - 1, T0, T0 - 1, T0, 5, 5], np.int64)
-    names = smap.all_shards()
-    got = [names[c] for c in smap.shard_codes(org, ts)]
-    assert got == [smap.shard_for(int(o), int(t)) for o, t in zip(org, ts, strict=True)]
+    names = shard_map.all_shards()
+    got = [names[c] for c in shard_map.shard_codes(org, ts)]
+    assert got == [shard_map.shard_for(int(o), int(t)) for o, t in zip(org, ts, strict=True)]
 
 
 @pytest.mark.services  # two interpreters in subprocesses (a compile: seconds)

@@ -137,7 +137,7 @@ def test_realistic_shape(medium: Synth) -> None:
 
 def brute_force(s: Synth) -> dict[tuple[str, int], list[tuple[int, int, int, int, int]]]:
     """Pure-Python reference: decode every valid record, keep the winner per point."""
-    smap = load_shards(s.cfg.shards_file)
+    shard_map = load_shards(s.cfg.shards_file)
     best: dict[tuple[int, int, int, int], tuple[tuple[int, int], int]] = {}
     for r in s.records:
         if r.kind != VALID:
@@ -152,7 +152,7 @@ def brute_force(s: Synth) -> dict[tuple[str, int], list[tuple[int, int, int, int
     out: dict[tuple[str, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
     for (o, m, c, t), (_, bits) in sorted(best.items()):
         w = t - t % s.cfg.window_seconds
-        out[(smap.shard_for(o, t), w)].append((o, m, c, t, bits))
+        out[(shard_map.shard_for(o, t), w)].append((o, m, c, t, bits))
     return out
 
 

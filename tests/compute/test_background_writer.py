@@ -1,4 +1,4 @@
-"""compute/writer.py: jobs run in order, at most max_pending at once, none lost, errors kept."""
+"""compute/background_writer.py: jobs run in order, at most max_pending at once, none lost, errors kept."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tailor.compute.writer import Writer
+from tailor.compute.background_writer import Writer
 
 
 def test_jobs_bounded_ordered_and_all_done_on_close() -> None:
