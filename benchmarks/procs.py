@@ -55,8 +55,8 @@ def timed(cmd: Sequence[str], *, label: str, env: Mapping[str, str] | None = Non
 
     A process still running after ``timeout_s``, or whose process tree holds
     more than ``rss_limit`` bytes of RSS at a sample, is killed and reported
-    with exit code -9 and the reason as the last line of its output: it never
-    counts.
+    with exit code -9 and the reason as the last line of its output (as is a
+    SIGKILL from elsewhere, such as the kernel's OOM killer): it never counts.
     """
     out_path = Path(f"/tmp/bench-proc-{os.getpid()}-{time.monotonic_ns()}.out")
     with open(out_path, "wb") as out:
@@ -65,13 +65,14 @@ def timed(cmd: Sequence[str], *, label: str, env: Mapping[str, str] | None = Non
                                 env=dict(env) if env is not None else clean_env(),
                                 cwd=str(REPO))
         try:
+            timed_out = False
             with RssSampler({proc.pid: label}, limit=rss_limit) as mem:
                 try:
                     rc = proc.wait(timeout_s)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-                    rc = -9
+                    rc, timed_out = -9, True
                 seconds = time.perf_counter() - t0
         except BaseException:
             proc.kill()
@@ -83,8 +84,11 @@ def timed(cmd: Sequence[str], *, label: str, env: Mapping[str, str] | None = Non
         rc = -9
         gib = (rss_limit or 0) / 2**30
         text += f"\n[killed: the process tree held more than {gib:.1f} GiB of RSS]\n"
+    elif timed_out:
+        text += f"\n[killed: still running after {timeout_s:g} s]\n"
     elif rc == -9:
-        text += f"\n[killed: still running after {timeout_s:.0f} s]\n"
+        text += ("\n[killed by a SIGKILL from outside the harness: on Linux usually the "
+                 "kernel's OOM killer (dmesg says)]\n")
     if log_path is not None:
         with open(log_path, "a") as log:
             log.write(f"$ {' '.join(cmd)}\n{text}\n[exit {rc} after {seconds:.2f} s]\n")
