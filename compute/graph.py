@@ -38,12 +38,12 @@ from tailor.shards import ShardMap
 from tailor.storage import Store
 
 from . import merge
+from .background_writer import Job, Writer
 from .decode import Points, alloc_points, capacity, decode_into, finish
 from .monitor import count_store_retry
 from .plan import ChunkPlan, ReadTask, plan
 from .publish import encode_part, publish, put_part
 from .read import RawRange, read_range
-from .background_writer import Job, Writer
 
 #: Times the scheduler retries a task that raised (storage hiccups); a dead
 #: worker's tasks are rescheduled anyway (``distributed.scheduler.allowed-failures``).

@@ -1,4 +1,5 @@
-"""compute/background_writer.py: jobs run in order, at most max_pending at once, none lost, errors kept."""
+"""compute/background_writer.py: jobs run in order, at most max_pending at once, none lost,
+errors kept."""
 
 from __future__ import annotations
 
