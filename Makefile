@@ -14,7 +14,7 @@ demo: $(VENV)/.installed  ## produce → ingest → build → verify, on service
 	$(VENV)/bin/tailor demo $(DEMO_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check tailor ingest compute tests benchmarks
+	$(VENV)/bin/ruff check tailor ingest compute ops tests benchmarks
 	$(VENV)/bin/mypy
 
 # Two pytest workers: most tests wait on a broker, a store or a flush age, not on

@@ -2,9 +2,9 @@
 
 :func:`run` builds the chunks of ``cfg.shards`` × ``cfg.windows`` with
 :func:`tailor.compute.build.build_chunks` and prints one :func:`summary` per
-chunk, or hands ``--ready`` to :func:`tailor.compute.ready.run_ready`.  Kept
+chunk, or hands ``--ready`` to :func:`tailor.ops.ready.run_ready`.  Kept
 apart from :mod:`tailor.compute.build` (the driver), which the runner in
-:mod:`tailor.compute.ready` imports.
+:mod:`tailor.ops.ready` imports.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 import time
 
 from tailor.config import BuildConfig
+from tailor.ops.ready import run_ready
 
 from .build import ChunkResult, build_chunks, connect, dashboard_line
-from .ready import run_ready
 
 
 def summary(r: ChunkResult, *, max_reports: int = 5) -> str:

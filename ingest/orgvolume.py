@@ -6,7 +6,7 @@ every ``(org, hour of ts)``.  Merging keeps every org exact and at most
 ``keep`` org-hours, the largest: dropping some is always safe, since an org's
 total (``points``) and an hour's total (the batch's ``hours``) stay exact and
 a kept org-hour only ever becomes a lower bound (see
-:func:`tailor.compute.volume.record_volume`).
+:func:`tailor.ops.volume.record_volume`).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ def read_series(out: str, org: int, metric: int, context: int | None = None, *,
     """Points of one series (or of every series of a metric) as an Arrow table.
 
     Opens only the part files that the chunk manifests say can hold the series.
-    See :func:`tailor.compute.sfile_reader.read_series`.
+    See :func:`tailor.ops.sfile_reader.read_series`.
     """
-    from tailor.compute.sfile_reader import read_series as _read
+    from tailor.ops.sfile_reader import read_series as _read
 
     return _read(out, org, metric, context, ts_from=ts_from, ts_to=ts_to,
                  s3_endpoint_url=s3_endpoint_url, shards_file=shards_file,

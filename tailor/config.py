@@ -204,7 +204,7 @@ class StatusConfig(WindowedConfig):
 
 
 class GcConfig(Frozen):
-    """``tailor gc``: leftovers of crashes and races (compute/gc.py)."""
+    """``tailor gc``: leftovers of crashes and races (ops/gc.py)."""
 
     raw: StoreConfig | None = None
     out: StoreConfig | None = None
@@ -221,7 +221,7 @@ class DiffConfig(Frozen):
 
 
 class ShardsReportConfig(WindowedConfig):
-    """``tailor shards report``: chunk sizes from the index (compute/balance.py).
+    """``tailor shards report``: chunk sizes from the index (ops/balance.py).
 
     ``windows``: the window starts to look at (``--from``/``--to``, resolved).
     """
@@ -233,7 +233,7 @@ class ShardsReportConfig(WindowedConfig):
 
 
 class ShardsPlanConfig(ShardsReportConfig):
-    """``tailor shards plan``: the next shards.yaml from observed volume (compute/balance.py).
+    """``tailor shards plan``: the next shards.yaml from observed volume (ops/balance.py).
 
     ``since``: the cutover asked for (None: the next window boundary after now
     and after everything observed and built).  ``output_root``: the S files,

@@ -39,7 +39,7 @@ SERVICE_FIXTURES = frozenset({
     "broker", "topics",  # Tansu (tests/conftest.py)
     "s3", "bucket", "raw_store", "out_store",  # moto S3 server (tests/conftest.py)
     "dask_client",  # in-process LocalCluster (tests/conftest.py)
-    "client",  # LocalCluster of 2 processes (tests/compute/conftest.py)
+    "client",  # LocalCluster of 2 workers (the client fixture below)
     "procs",  # `tailor ingest` subprocesses (tests/ingest/conftest.py)
 })
 
@@ -52,6 +52,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         on_s3 = callspec is not None and callspec.params.get("store") == "s3"
         if names & SERVICE_FIXTURES or on_s3:
             item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[Any]:
+    """One Dask LocalCluster (2 workers on loopback, as `tailor build` starts it) per
+    test process, for the build and ops tests (imported here only when used)."""
+    from distributed import Client
+
+    from tailor.compute.build import local_cluster
+
+    with local_cluster(2) as cluster, Client(cluster) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

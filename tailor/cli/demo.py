@@ -42,7 +42,7 @@ from tailor.storage import Store
 from tailor.testing import services
 
 if TYPE_CHECKING:
-    from tailor.compute.ready import ReadyReport
+    from tailor.ops.ready import ReadyReport
     from tailor.shards import ShardMap
     from tailor.testing.produce import ProduceReport
 
@@ -239,8 +239,8 @@ def _build(stack: contextlib.ExitStack[Any], stores: _Stores, shards_path: Path)
     from distributed import Client
 
     from tailor.compute.build import local_cluster
-    from tailor.compute.ready import build_ready
     from tailor.compute.warm import warm
+    from tailor.ops.ready import build_ready
     from tailor.shards import load
 
     shard_map = load(str(shards_path))

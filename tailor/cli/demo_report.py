@@ -23,8 +23,8 @@ from tailor.format.layout import stamp
 from tailor.storage import Store
 
 if TYPE_CHECKING:
-    from tailor.compute.ready import ReadyReport
     from tailor.config import StoreConfig
+    from tailor.ops.ready import ReadyReport
     from tailor.shards import ShardMap
     from tailor.testing.produce import ProduceReport
 
@@ -86,7 +86,7 @@ def verify(expected_dir: Path, out: StoreConfig, report: ReadyReport, shard_map:
     reverse), differing from the expected rows, or a quarantine count other
     than the invalid records sent.
     """
-    from tailor.compute.state import list_chunks, load_manifests
+    from tailor.ops.state import list_chunks, load_manifests
     from tailor.testing.oracle import load_expected
 
     t0 = time.monotonic()

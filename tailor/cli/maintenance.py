@@ -27,8 +27,8 @@ from tailor.errors import ConfigError
 @handle_errors
 def gc(**flags: Any) -> None:
     """Report, or remove with --delete, what no build or reader will ever use."""
-    from tailor.compute.gc import run
     from tailor.config import GcConfig, parse_duration
+    from tailor.ops.gc import run
 
     if not flags["raw"] and not flags["out"]:
         raise ConfigError("nothing to collect", fix="pass --raw RAW and/or --out OUT")

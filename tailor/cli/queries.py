@@ -37,8 +37,8 @@ from tailor.cli.options import (
 @handle_errors
 def read(**flags: Any) -> None:
     """Print points of one series, opening only the files the manifests point to."""
-    from tailor.compute.sfile_reader import run
     from tailor.config import ReadConfig
+    from tailor.ops.sfile_reader import run
 
     cfg = ReadConfig(
         out=store(flags, "out"),
@@ -66,8 +66,8 @@ def read(**flags: Any) -> None:
 @handle_errors
 def status(**flags: Any) -> None:
     """Chunk readiness and staleness, from the raw index and the manifests."""
-    from tailor.compute.status import run
     from tailor.config import StatusConfig, parse_duration
+    from tailor.ops.status import run
 
     cfg = StatusConfig(
         raw=store(flags, "raw"),
@@ -90,9 +90,9 @@ def status(**flags: Any) -> None:
 @handle_errors
 def diff(**flags: Any) -> None:
     """One-to-one comparison of two S-file roots per shard and window."""
-    from tailor.compute.diff import run
     from tailor.config import DiffConfig
     from tailor.format.layout import parse_windows
+    from tailor.ops.diff import run
 
     cfg = DiffConfig(
         a=store(flags, "a_url"),

@@ -37,7 +37,7 @@ def _range_options(fn: F) -> F:
 
 
 def _windows_of(flags: dict[str, Any], length: int) -> list[int]:
-    from tailor.compute.balance import resolve_windows
+    from tailor.ops.balance import resolve_windows
 
     return resolve_windows(time_arg(flags["ts_from"], "--from"), time_arg(flags["ts_to"], "--to"),
                            length)
@@ -59,8 +59,8 @@ def _windows_of(flags: dict[str, Any], length: int) -> list[int]:
 @handle_errors
 def report(**flags: Any) -> None:
     """Per shard: chunk points min/median/p99/max and top orgs; per window: the skew."""
-    from tailor.compute.balance import run_report
     from tailor.config import ShardsReportConfig
+    from tailor.ops.balance import run_report
 
     length = window_length(flags["window_length"])
     cfg = ShardsReportConfig(
@@ -99,8 +99,8 @@ def report(**flags: Any) -> None:
 @handle_errors
 def plan_(**flags: Any) -> None:
     """Dedicate the fewest orgs so that shared chunks meet the target, return small ones."""
-    from tailor.compute.balance import run_plan
     from tailor.config import ShardsPlanConfig
+    from tailor.ops.balance import run_plan
 
     length = window_length(flags["window_length"])
     cfg = ShardsPlanConfig(

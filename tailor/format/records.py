@@ -75,7 +75,7 @@ class ObjectRecord(_Record):
     # :data:`MAX_ORG_HOURS`, by points descending.  Each is exact or a lower
     # bound; what the triples leave of an org's points is spread over the
     # hours in proportion to what they leave of each hour
-    # (:func:`tailor.compute.volume.record_volume`).
+    # (:func:`tailor.ops.volume.record_volume`).
     org_hours: list[tuple[int, int, int]] = []
 
     @cached_property
@@ -141,7 +141,7 @@ class Watermark(_Record):
         ``updated_ns``: a payload durable when the record was written was
         accepted by intake before then (one hostile ``intake_ns`` must not
         move readiness to the year 2554).  Readers also clamp the result to
-        their clock (:func:`tailor.compute.readiness.durable_until`).
+        their clock (:func:`tailor.ops.readiness.durable_until`).
         """
         intake = min(self.max_intake_ns, self.updated_ns + CLOCK_SLACK_NS)
         if not self.caught_up:

@@ -14,13 +14,13 @@ import pyarrow as pa
 import pytest
 
 from tailor.cli.demo_report import first_difference
-from tailor.compute.diff import compare, read_chunk
 from tailor.config import StoreConfig
 from tailor.format.layout import manifest_key
+from tailor.ops.diff import compare, read_chunk
 from tailor.storage import Store
 from tailor.testing.oracle import POINT_SCHEMA
 from tests import contract
-from tests.compute.chunks import write_chunk
+from tests.ops.chunks import write_chunk
 
 T0 = 1767225600
 SHARD = "org-mod-1"

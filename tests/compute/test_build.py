@@ -11,13 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from tailor.compute import build, sfile_reader
+from tailor.compute import build
 from tailor.compute.build import build_chunks
 from tailor.compute.encode import SCHEMA
 from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
 from tailor.format import layout
 from tailor.format.records import Manifest
+from tailor.ops import sfile_reader
 from tailor.shards import ShardMap, parse
 from tailor.storage import Store
 

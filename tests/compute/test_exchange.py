@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from distributed import Client
 
 from tailor.cli import main
-from tailor.compute import sfile_reader
 from tailor.compute.budget import partition_rows
 from tailor.compute.build import build_chunks
 from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
+from tailor.ops import sfile_reader
 from tailor.shards import ShardMap
 from tailor.storage import Store
 

@@ -15,11 +15,12 @@ from click.testing import CliRunner
 from distributed import Client
 
 from tailor.cli import main
-from tailor.compute import build, build_cli, sfile_reader
+from tailor.compute import build, build_cli
 from tailor.compute.publish import read_manifest
 from tailor.config import BuildConfig, StoreConfig
 from tailor.errors import StorageError
 from tailor.format import layout
+from tailor.ops import sfile_reader
 from tailor.shards import ShardMap
 from tailor.storage import Store
 

@@ -260,7 +260,7 @@ def test_a_reader_whose_files_vanish_reads_the_new_generation(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The chunk is republished twice between a reader's manifest read and its file
     read (the files it planned are gone): `read_series` plans again."""
-    from tailor.compute import sfile_reader
+    from tailor.ops import sfile_reader
 
     out = Store(StoreConfig(url=str(tmp_path / "out")))
     a = pub.new_attempt()

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tailor.compute.ready import build_ready
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
 from tailor.format import payload as pl
 from tailor.format.records import QuarantineEntry
+from tailor.ops.ready import build_ready
 from tailor.shards import load
 from tailor.storage import Store
 from tailor.testing.oracle import oracle

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tailor.compute.balance import load_volume
-from tailor.compute.diff import read_chunk
-from tailor.compute.readiness import chunk_rows
-from tailor.compute.state import load_state
-from tailor.compute.volume import place
 from tailor.config import StoreConfig
 from tailor.format import layout
 from tailor.format import payload as pl
 from tailor.format.layout import HOUR
+from tailor.ops.balance import load_volume
+from tailor.ops.diff import read_chunk
+from tailor.ops.readiness import chunk_rows
+from tailor.ops.state import load_state
+from tailor.ops.volume import place
 from tailor.shards import load
 from tailor.storage import Store
 from tailor.testing import services

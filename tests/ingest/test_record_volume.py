@@ -7,7 +7,6 @@ from collections import Counter
 
 import numpy as np
 
-from tailor.compute.volume import collect, record_volume
 from tailor.config import FlushPolicy
 from tailor.format import payload as pl
 from tailor.format.layout import HOUR, parse_stamp
@@ -15,6 +14,7 @@ from tailor.format.records import MAX_ORG_HOURS, ObjectRecord
 from tailor.ingest.batcher import Batcher
 from tailor.ingest.classify import Classifier, _Rec
 from tailor.ingest.writer import object_record
+from tailor.ops.volume import collect, record_volume
 from tailor.shards import ShardMap
 
 from .helpers import T0, points

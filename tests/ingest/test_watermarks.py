@@ -156,8 +156,8 @@ def test_commit_after_a_pause_does_not_claim_caught_up_from_a_stale_high_water(
 
 def test_quiet_partition_keeps_its_watermark_fresh_and_the_window_gets_ready(
         broker: services.Broker, raw_store: StoreConfig, tmp_path: Path, procs: Procs) -> None:
-    from tailor.compute.readiness import chunk_rows, select_ready
-    from tailor.compute.state import load_state
+    from tailor.ops.readiness import chunk_rows, select_ready
+    from tailor.ops.state import load_state
     from tailor.shards import ShardMap
 
     topic = _topic(broker.bootstrap, 2)

@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import tailor
 from tailor.cli import main
-from tailor.compute.ready import build_ready
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
 from tailor.format.layout import HOUR, chunk_dir
+from tailor.ops.ready import build_ready
 from tailor.shards import Dedicated, load
 from tailor.testing.oracle import oracle
 from tailor.testing.services import Broker, create_topics

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from tailor.cli import main
-from tailor.compute.diff import Points, compare, diff_roots
 from tailor.config import StoreConfig
+from tailor.ops.diff import Points, compare, diff_roots
 from tailor.storage import Store
-from tests.compute.chunks import write_chunk
+from tests.ops.chunks import write_chunk
 
 T0 = 1767225600
 W = 4 * 3600

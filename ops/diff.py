@@ -20,13 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tailor.compute.encode import COLUMNS
+from tailor.compute.publish import read_manifest
 from tailor.config import DiffConfig
 from tailor.errors import ConfigError, StorageError
 from tailor.format.layout import chunk_dir, manifest_key, stamp
 from tailor.storage import Store
 
-from .encode import COLUMNS
-from .publish import read_manifest
 from .state import list_chunks
 
 _KEY_DTYPES = (np.uint32, np.uint64, np.uint64, np.uint32)

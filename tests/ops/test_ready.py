@@ -16,13 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tailor.compute.diff import read_chunk
-from tailor.compute.readiness import chunk_rows
-from tailor.compute.ready import build_ready
-from tailor.compute.state import load_state
 from tailor.config import BuildConfig, ProduceConfig, StoreConfig
 from tailor.format import payload
 from tailor.format.layout import HOUR, stamp
+from tailor.ops.diff import read_chunk
+from tailor.ops.readiness import chunk_rows
+from tailor.ops.ready import build_ready
+from tailor.ops.state import load_state
 from tailor.shards import load
 from tailor.storage import Store
 from tailor.testing.oracle import POINT_SCHEMA
@@ -190,7 +190,7 @@ def test_held_lease_is_skipped_expired_one_taken_over_and_cli_exit_codes(
     from click.testing import CliRunner
 
     from tailor.cli import main
-    from tailor.compute.lease import acquire
+    from tailor.ops.lease import acquire
 
     cfg = stream.cfg(tmp_path / "out")
     out = Store(cfg.out)
@@ -253,7 +253,7 @@ def test_one_failing_chunk_does_not_stop_the_others(
 
 
 def test_status_skips_folders_that_are_not_chunks(tmp_path: Path) -> None:
-    from tailor.compute.state import load_manifests
+    from tailor.ops.state import load_manifests
 
     out = Store(StoreConfig(url=str(tmp_path / "out")))
     out.put("org-mod-0/notes/_manifest.json", b"{}")  # not a window stamp: readers skip it

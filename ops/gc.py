@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass, field
 
 import click
 
+from tailor.compute.publish import read_manifest, sweep
 from tailor.config import GcConfig
 from tailor.errors import ConfigError
 from tailor.format import layout
 from tailor.storage import Store
 
-from .publish import read_manifest, sweep
 from .state import list_index
 
 Listed = tuple[str, int, int]  # key, size, modified_ns

@@ -9,12 +9,12 @@ from typing import Any
 from click.testing import CliRunner
 
 from tailor.cli import main
-from tailor.compute.diff import read_chunk
-from tailor.compute.ready import build_ready
 from tailor.format.layout import HOUR
+from tailor.ops.diff import read_chunk
+from tailor.ops.ready import build_ready
 from tailor.storage import Store
 from tailor.testing.services import Broker
-from tests.compute.test_ready import T0, Stream
+from tests.ops.test_ready import T0, Stream
 from tests.pipeline import mismatches
 
 CUT = T0 + 2 * HOUR + 1234  # mid-window, not on an hour

@@ -3,7 +3,7 @@
 
 :func:`load_state` lists the raw index, reads the chunk manifests and the
 partition watermarks, and the index records the pure core
-(:mod:`tailor.compute.readiness`) needs; :func:`load_chunk` reads one chunk's
+(:mod:`tailor.ops.readiness`) needs; :func:`load_chunk` reads one chunk's
 afresh; :func:`list_chunks` lists a root's chunks (what `tailor diff`
 compares).  Every function blocks on the stores (GETs run on up to
 ``_THREADS`` threads) and raises :class:`~tailor.errors.StorageError` for a
@@ -21,13 +21,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tailor.compute.publish import parse_manifest, published_chunks, read_manifest
 from tailor.errors import StorageError
 from tailor.format.layout import WINDOW_SECONDS, hours, index_dirs_of_hours, parse_index_dir
 from tailor.format.records import Manifest, ObjectRecord, Watermark
 from tailor.shards import ShardMap
 from tailor.storage import Store
 
-from .publish import parse_manifest, published_chunks, read_manifest
 from .readiness import records_to_read
 
 _THREADS = 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tailor.compute.lease import acquire, lease_prefix, release, renew
+from tailor.ops.lease import acquire, lease_prefix, release, renew
 from tailor.storage import Store
 
 T0 = 1767225600

@@ -5,7 +5,7 @@ conditionally created objects ``_leases/{shard}/{window}/{n:010d}.json`` in
 the output store: whoever creates ``n + 1`` after seeing ``n`` expired or
 released holds the chunk, so a takeover is as safe as the first acquisition.
 Leases keep two concurrent ``build --ready`` runs from building one chunk
-twice (the runner, :mod:`tailor.compute.ready`, renews every third of the TTL
+twice (the runner, :mod:`tailor.ops.ready`, renews every third of the TTL
 and re-checks a chunk after leasing it); they are not what makes publishing
 safe: a holder whose lease lapsed still publishes correctly
 (:mod:`tailor.compute.publish`).  Every call blocks on the store; store

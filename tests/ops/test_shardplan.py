@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tailor.compute.shardplan import Plan, plan
 from tailor.errors import ConfigError
+from tailor.ops.shardplan import Plan, plan
 from tailor.shards import Dedicated, ShardMap, dump, parse
 
 W = 4 * 3600
@@ -183,7 +183,7 @@ def test_bad_arguments_say_how_to_fix() -> None:
 
 def test_the_search_finds_fewer_moves_than_greedy_and_says_when_it_could_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from tailor.compute import shardplan
+    from tailor.ops import shardplan
 
     v = np.array([[0, 1, 0], [0, 2, 0], [0, 0, 2], [1, 0, 1], [2, 0, 3], [2, 1, 0]], float)
     load, orgs = v.sum(axis=0), list(range(6))

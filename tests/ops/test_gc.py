@@ -10,11 +10,11 @@ import numpy as np
 from click.testing import CliRunner
 
 from tailor.cli import main
-from tailor.compute import gc
 from tailor.compute import publish as pub
 from tailor.compute.decode import Points
 from tailor.config import StoreConfig
 from tailor.format import layout
+from tailor.ops import gc
 from tailor.storage import Store
 from tailor.testing.services import S3Server
 from tests.compute.rawgen import T0, W, mixed_payloads, write_object

@@ -1,8 +1,8 @@
 """``tailor build --ready``: the runner, and the heartbeat thread that renews its leases.
 
-:func:`build_ready` selects the chunks (:func:`tailor.compute.readiness.chunk_rows`
-on what :func:`tailor.compute.state.load_state` reads), leases each one
-(:mod:`tailor.compute.lease`), re-checks it, builds the rest in one
+:func:`build_ready` selects the chunks (:func:`tailor.ops.readiness.chunk_rows`
+on what :func:`tailor.ops.state.load_state` reads), leases each one
+(:mod:`tailor.ops.lease`), re-checks it, builds the rest in one
 :func:`tailor.compute.build.build_chunks` call while :class:`_Heartbeat`
 renews the leases, and releases them after.
 """
@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tailor.compute.build import build_chunks, connect, dashboard_line
 from tailor.config import BuildConfig
 from tailor.errors import TailorError
 from tailor.format.layout import stamp
 from tailor.shards import load as load_shards
 from tailor.storage import Store
 
-from .build import build_chunks, connect, dashboard_line
 from .lease import Lease, acquire, default_owner, release, renew
 from .readiness import Selected, chunk_rows, select_ready
 from .state import load_chunk, load_state
@@ -117,9 +117,9 @@ def build_ready(cfg: BuildConfig, client: Any = None, *, owner: str | None = Non
                 ) -> ReadyReport:
     """Build every ready unbuilt chunk and rebuild every stale one of ``cfg.shards``.
 
-    Selection uses :func:`~tailor.compute.readiness.chunk_rows` on the
+    Selection uses :func:`~tailor.ops.readiness.chunk_rows` on the
     stores' current state.  Each selected chunk is leased
-    (:func:`~tailor.compute.lease.acquire`), then checked again; chunks
+    (:func:`~tailor.ops.lease.acquire`), then checked again; chunks
     another run holds or already built are skipped.  The rest go to
     :func:`tailor.compute.build.build_chunks` in one call (independent Dask
     jobs: one failing does not stop the others) on ``client``, or on a

@@ -1,7 +1,7 @@
 """Chunk readiness and staleness: a pure core (no I/O).
 
 :func:`chunk_rows` turns what the stores hold (index records, chunk
-manifests, partition watermarks; read by :mod:`tailor.compute.state`) into
+manifests, partition watermarks; read by :mod:`tailor.ops.state`) into
 one :class:`ChunkRow` per shard and window; :func:`select_ready` picks the
 chunks `build --ready` must (re)build.  Definitions (issue 4):
 
@@ -16,7 +16,7 @@ chunks `build --ready` must (re)build.  Definitions (issue 4):
   every hour of W of every raw shard in ``ShardMap.sources(S)``; a source
   restricted to one moved org counts only when the record holds that org and
   the org belongs to S for some ts of W (its cutover does not exclude W:
-  :func:`tailor.compute.reshard.org_in_window`).
+  :func:`tailor.ops.reshard.org_in_window`).
 """
 
 from __future__ import annotations

@@ -21,14 +21,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tailor import shards
+from tailor.compute.encode import SCHEMA
+from tailor.compute.publish import published_chunks, read_manifest
 from tailor.config import ReadConfig, StoreConfig
 from tailor.errors import StorageError
 from tailor.format import layout
 from tailor.format.records import Manifest, PartFile
 from tailor.storage import Store
-
-from .encode import SCHEMA
-from .publish import published_chunks, read_manifest
 
 U64_MAX: Final = 2**64 - 1
 U32_MAX: Final = 2**32 - 1

@@ -3,7 +3,7 @@
 Pure (no I/O).  :func:`moves` lists them for ``tailor status``;
 :func:`org_in_window` says whether a moved org's points belong to a shard for
 some ts of a window, which decides the candidate objects of a chunk next to a
-cutover (:mod:`tailor.compute.readiness`).
+cutover (:mod:`tailor.ops.readiness`).
 """
 
 from __future__ import annotations

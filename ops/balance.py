@@ -1,9 +1,9 @@
 """``tailor shards report`` and ``tailor shards plan``: shard balance from the index alone.
 
 A thin adapter: :func:`load_volume` reads the index records of the windows
-asked for (through :func:`tailor.compute.state.load_records`, never a raw
-object); the numbers come from the pure :mod:`tailor.compute.volume` and
-:mod:`tailor.compute.shardplan`; the rest is formatting, the metrics file and
+asked for (through :func:`tailor.ops.state.load_records`, never a raw
+object); the numbers come from the pure :mod:`tailor.ops.volume` and
+:mod:`tailor.ops.shardplan`; the rest is formatting, the metrics file and
 the shards.yaml writer.
 """
 
@@ -19,13 +19,13 @@ from typing import Any
 import click
 
 from tailor import metrics
+from tailor.compute.publish import published_chunks
 from tailor.config import ShardsPlanConfig, ShardsReportConfig
 from tailor.errors import ConfigError
 from tailor.format.layout import hours, stamp, window_start
 from tailor.shards import ShardMap, dump, load
 from tailor.storage import Store
 
-from .publish import published_chunks
 from .shardplan import Plan, plan
 from .state import load_records, raw_shards_for
 from .volume import Dist, Placed, Volume, collect, place

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tailor.compute.volume import Dist, Volume, place
+from tailor.ops.volume import Dist, Volume, place
 from tailor.shards import Dedicated, ShardMap
 
 T0 = 1767225600

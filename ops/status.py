@@ -1,8 +1,8 @@
 """``tailor status``: per shard and window, ingested / watermark / built / ready / stale.
 
-A thin adapter: :func:`tailor.compute.state.load_state` reads the raw index,
+A thin adapter: :func:`tailor.ops.state.load_state` reads the raw index,
 the watermarks and the manifests; the rows come from the pure
-:func:`tailor.compute.readiness.chunk_rows`; :func:`render_table` /
+:func:`tailor.ops.readiness.chunk_rows`; :func:`render_table` /
 :func:`render_json` format them.
 """
 

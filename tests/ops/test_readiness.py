@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tailor.compute.readiness import (
+from tailor.format.layout import HOUR, object_key, stamp
+from tailor.format.records import CLOCK_SLACK_NS, InputObject, Manifest, ObjectRecord, Watermark
+from tailor.ops.readiness import (
     ChunkRow,
     chunk_rows,
     durable_until,
@@ -10,9 +12,7 @@ from tailor.compute.readiness import (
     is_ready,
     select_ready,
 )
-from tailor.compute.reshard import moves
-from tailor.format.layout import HOUR, object_key, stamp
-from tailor.format.records import CLOCK_SLACK_NS, InputObject, Manifest, ObjectRecord, Watermark
+from tailor.ops.reshard import moves
 from tailor.shards import ShardMap, parse
 
 T0 = 1767225600  # 2026-01-01T00
@@ -153,7 +153,7 @@ def test_moved_org_objects_count_for_both_shards_only_around_the_cutover() -> No
 
 
 def test_only_records_not_accounted_for_by_manifests_are_read() -> None:
-    from tailor.compute.readiness import records_to_read
+    from tailor.ops.readiness import records_to_read
 
     a = rec("org-mod-0", "a", {T0: 5, T0 + W: 1})  # feeds two windows
     b = rec("org-mod-0", "b", {T0: 2})
@@ -181,7 +181,7 @@ def test_only_records_not_accounted_for_by_manifests_are_read() -> None:
 
 
 def test_moved_org_source_is_read_unless_the_dedicated_chunk_holds_it() -> None:
-    from tailor.compute.readiness import records_to_read
+    from tailor.ops.readiness import records_to_read
 
     shared = rec("org-mod-0", "s", {T0: 3}, orgs=[2, 4])
     listing = {"org-mod-0": {"s": [T0]}}
@@ -203,7 +203,7 @@ def test_status_names_stale_watermarks_of_retired_partitions() -> None:
     import json
     import time
 
-    from tailor.compute.status import render_json, render_table, stale_watermarks
+    from tailor.ops.status import render_json, render_table, stale_watermarks
 
     now = time.time_ns()
     live = Watermark(group="g", topic="live", partition=0, committed=9, high_water=9,
