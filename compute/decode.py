@@ -250,17 +250,18 @@ def capacity(raw: RawRange) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class RangeReport:
-    """What decoding one range found: frames, points in its valid payloads (any ts),
-    and its corrupt frames / invalid payloads (``(key, offset[, reason])``, sorted)."""
+class Report:
+    """What decoding one range found, for the build summary: its frames, the points in
+    its valid payloads (decoded once, whatever their ts), and its corrupt frames /
+    invalid payloads (``(key, offset[, reason])``, sorted)."""
 
     frames: int
-    decoded: int
+    points: int
     corrupt: list[tuple[str, int]]
     invalid: list[tuple[str, int, str]]
 
 
-def decode_into(raw: RawRange, out: Points, n: int, lo: int, hi: int) -> tuple[int, RangeReport]:
+def decode_into(raw: RawRange, out: Points, n: int, lo: int, hi: int) -> tuple[int, Report]:
     """Write the points of ``raw``'s owned frames with ts in ``[lo, hi)`` to ``out[n:]``.
 
     ``out`` needs room for :func:`capacity` more rows.  Returns the new row
@@ -302,7 +303,7 @@ def decode_into(raw: RawRange, out: Points, n: int, lo: int, hi: int) -> tuple[i
                             // payload.RECORD_SIZE).sum())
         del keep, buf
         a = b
-    return n, RangeReport(nf, decoded, corrupt, sorted(invalid))
+    return n, Report(nf, decoded, corrupt, sorted(invalid))
 
 
 def finish(out: Points, n: int, shard: str, shard_map: ShardMap) -> Points:
@@ -325,6 +326,6 @@ def decode_range(raw: RawRange, shard: str, shard_map: ShardMap, lo: int, hi: in
     out = alloc_points(capacity(raw))
     n, rep = decode_into(raw, out, 0, lo, hi)
     pts = finish(out, n, shard, shard_map)
-    pts.frames, pts.decoded, pts.corrupt, pts.invalid = (rep.frames, rep.decoded, rep.corrupt,
+    pts.frames, pts.decoded, pts.corrupt, pts.invalid = (rep.frames, rep.points, rep.corrupt,
                                                          rep.invalid)
     return pts

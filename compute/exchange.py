@@ -45,14 +45,13 @@ from tailor.shards import ShardMap
 
 from . import merge, route
 from .budget import map_group_bytes
-from .decode import Points
+from .decode import Points, Report
 from .graph import (
     RETRIES,
     UNIT_READERS,
     PartResult,
     Published,
     RangeItem,
-    Report,
     _part,
     decode_ranges,
     decoded,

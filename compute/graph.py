@@ -39,7 +39,7 @@ from tailor.storage import Store
 
 from . import merge
 from .background_writer import Job, Writer
-from .decode import Points, alloc_points, capacity, decode_into, finish
+from .decode import Points, Report, alloc_points, capacity, decode_into, finish
 from .monitor import count_store_retry
 from .plan import ChunkPlan, ReadTask, plan
 from .publish import encode_part, publish, put_part
@@ -55,16 +55,6 @@ def store(cfg: StoreConfig) -> Store:
     """One Store per process and config (s3fs clients are costly to create); its
     retries are counted per task (:func:`~tailor.compute.monitor.count_store_retry`)."""
     return Store(cfg, on_retry=count_store_retry)
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """What one range's decoder found wrong, for the build summary."""
-
-    frames: int
-    points: int  # points in the range's valid payloads (decoded once, whatever their ts)
-    corrupt: list[tuple[str, int]]
-    invalid: list[tuple[str, int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +166,8 @@ def decode_ranges(raw: StoreConfig, shard_map: ShardMap, shard: str, items: list
         rr = rrs[i]
         assert rr is not None
         rrs[i] = None  # its bytes go once decoded
-        n, rep = decode_into(rr, out, n, lo, hi)
+        n, reports[t] = decode_into(rr, out, n, lo, hi)
         del rr
-        reports[t] = Report(rep.frames, rep.decoded, rep.corrupt, rep.invalid)
     return finish(out, n, shard, shard_map), reports
 
 
@@ -200,8 +189,8 @@ def decoded(reports: Iterable[Report]) -> tuple[int, int]:
     return sum(r.frames for r in rs), sum(r.points for r in rs)
 
 
-#: A chunk handed to the writer (its publish and the seconds its part's put took), or
-#: the error text of a chunk that failed before.
+#: A chunk handed to the writer (its publish and the seconds its job took), or the
+#: error text of a chunk that failed before.
 Pending = list["Job[tuple[Published, float]] | str"]
 
 
@@ -226,12 +215,16 @@ def _start_unit(raw: StoreConfig, out: StoreConfig, shard_map: ShardMap, plans: 
 def _put_publish(out: StoreConfig, cp: ChunkPlan, attempt: str, key: str, data: bytes,
                  part: PartResult, reports: list[Report], unit: tuple[int, int]
                  ) -> tuple[Published, float]:
-    """Writer job: put the part (none for a chunk without rows), then publish the chunk."""
+    """Writer job: put the part (none for a chunk without rows), then publish the chunk.
+
+    Returns the publish and the job's seconds: the writer's thread has no task
+    context, so the store meters inside (``publish``'s included) record nothing,
+    and the task digests this figure as its write stage (:func:`_results`)."""
     t0 = time.perf_counter()
     if key:
         put_part(store(out), key, data)
-    put = time.perf_counter() - t0
-    return t_publish(out, cp, attempt, [part], reports, unit), put
+    published = t_publish(out, cp, attempt, [part], reports, unit)
+    return published, time.perf_counter() - t0
 
 
 def _results(pending: Pending) -> list[Published | str]:
@@ -242,11 +235,11 @@ def _results(pending: Pending) -> list[Published | str]:
             results.append(job)
             continue
         try:
-            published, put = job.result()
+            published, seconds = job.result()
         except (TailorError, OSError) as exc:
             results.append(f"{type(exc).__name__}: {exc}")
             continue
-        context_meter.digest_metric(STAGE_WRITE, put, "seconds")
+        context_meter.digest_metric(STAGE_WRITE, seconds, "seconds")
         results.append(published)
     return results
 
