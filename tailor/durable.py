@@ -28,18 +28,7 @@ def fsync_dir(path: str) -> None:
 
 def makedirs_durable(path: str) -> None:
     """``os.makedirs(path)``, fsyncing the parent of every directory it creates."""
-    missing: list[str] = []
-    p = path
-    while not os.path.isdir(p):
-        missing.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
-            os.mkdir(d)
-        fsync_dir(os.path.dirname(d))
+    makedirs_durable_many([path])
 
 
 def makedirs_durable_many(paths: Iterable[str]) -> int:
