@@ -1,9 +1,10 @@
 """The in-process build figure (a labelled extra): ``python -m benchmarks.buildrun``.
 
 The process starts a ``LocalCluster`` (its scheduler lives in this process,
-each worker is a child process), optionally builds a tiny warm-up store (numba
-compile and cache loads are not part of the measurement), then times
-``tailor.compute.build.run`` over every shard and window and prints one JSON
+its workers are threads of it as in ``tailor build``, or child processes with
+``--processes``), optionally builds a tiny warm-up store (numba compile and
+cache loads are not part of the measurement), then times
+``tailor.compute.build_cli.run`` over every shard and window and prints one JSON
 document: seconds, exit code, peak RSS per process, and the build's stage
 timers from Dask's fine performance metrics (``context_meter`` labels
 summed over workers).  Cluster start-up is reported, not timed in.

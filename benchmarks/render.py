@@ -356,7 +356,7 @@ def render(res: Results) -> str:
         out += [f"- **{e}**: {text}" for e, text in peers.PITFALLS.items()
                 if sec.get(e) is not None or e in res.args.get("peers", "")]
         out += stages(sec, "## Build stages (in-process extra)")
-    out += profile(res.profile, "## Profile of one build (py-spy)",
+    out += profile(res.profile, "## Profile of one in-process build (py-spy, extra)",
                    "Tailor functions by share of all samples they are on (inclusive):")
     if res.ingest:
         out += ingest(res.ingest)

@@ -22,9 +22,10 @@ def run(raw: str, windows: list[int], warm_raw: str, work: Path) -> Profile:
     workers = merge([p for r, p in br.profiles if r == "worker"],
                     str(work / "build.pyspy-workers.txt"))
     return Profile(
-        note=(f"`py-spy record --rate 100` attached to both workers during one extra build of "
-              f"the 1× data ({br.seconds:.2f} s; on-CPU samples only, merged: {workers}).  "
-              "Shares are of all worker samples."),
+        note=(f"`py-spy record --rate 100` attached to the workers of one extra, untimed "
+              f"in-process build of the 1× data (`python -m benchmarks.buildrun`, a labelled "
+              f"extra, not a user's `tailor build` process; {br.seconds:.2f} s; on-CPU "
+              f"samples only, merged: {workers}).  Shares are of all worker samples."),
         self_time=top_frames(workers, 15),
         inclusive=inclusive(workers, r"\((decode|read|merge|encode|publish|graph|plan|framing|"
                                      r"payload|storage)\.py\)", 20))

@@ -43,8 +43,8 @@ def entry() -> None:
     and then abort the process there, after every row was printed).  So after
     flushing stdout, stderr and logging it ends with ``os._exit`` and the
     command's exit code (the code ``sys.exit`` would give: None → 0, an int as
-    is, anything else printed → 1).  Every
-    other command, and any exception, takes the normal exit.  Tests call
+    is, anything else printed → 1).  Every other command, and any exception,
+    takes the normal exit.  Tests call
     :func:`main` (click's runner), which never exits the process.
     """
     try:
